@@ -1,0 +1,10 @@
+"""perfsuite: load-test LLM serving frameworks from pytest and fail the build on regressions."""
+
+from perfsuite.cost import cost_per_million
+from perfsuite.errors import BaselineError, MeasurementError, PerfsuiteError, ServerError, UsageError
+from perfsuite.frameworks import EngineSettings
+from perfsuite.loadgen import Endpoint, Load
+from perfsuite.metrics import SLO
+
+__all__ = ["Load", "Endpoint", "EngineSettings", "SLO", "cost_per_million", "PerfsuiteError", "UsageError",
+           "BaselineError", "ServerError", "MeasurementError"]

@@ -1,0 +1,222 @@
+"""Baselines on disk and the comparison that gates a build.
+
+One JSON file per (hardware profile, test id) under <baseline dir>/<profile>/. Files are validated
+against a JSON schema on read and written atomically (temporary file, then rename); only
+`--perf-update-baselines` and `perfsuite approve` write them, both through write_baseline().
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import re
+import statistics
+import tempfile
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import jsonschema
+
+from perfsuite.errors import BaselineError
+from perfsuite.metrics import METRICS
+
+__all__ = ["Row", "baseline_path", "load_baseline", "write_baseline", "make_baseline", "compare",
+           "check_thresholds", "parse_threshold", "SCHEMA_VERSION"]
+
+SCHEMA_VERSION = 1
+_NUMBER_LIST = {"type": "array", "items": {"type": "number"}}
+SCHEMA = {
+    "type": "object",
+    "required": ["schema", "test_id", "profile", "metrics", "provenance"],
+    "properties": {
+        "schema": {"const": SCHEMA_VERSION},
+        "test_id": {"type": "string"},
+        "profile": {"type": "string"},
+        "metrics": {
+            "type": "object",
+            "additionalProperties": {
+                "type": "object",
+                "required": ["value", "better", "tolerance", "gated"],
+                "properties": {
+                    "value": {"type": "number"},
+                    "better": {"enum": ["higher", "lower"]},
+                    "tolerance": {"type": "number", "minimum": 0},
+                    "gated": {"type": "boolean"},
+                    "repetitions": _NUMBER_LIST,
+                    "cv": {"type": "number", "minimum": 0},
+                    "unit": {"type": "string"},
+                },
+            },
+        },
+        "provenance": {"type": "object"},
+    },
+}
+
+# A rerun's spread can be larger than a few repetitions show: tolerances are at least this many
+# coefficients of variation of the repetitions, and never tighter than the metric's default.
+CV_FACTOR = 3.0
+MAX_TOLERANCE = 0.5
+
+
+def _safe_name(test_id: str) -> str:
+    name = test_id.replace("/", ".").replace("::", "--")
+    return re.sub(r"[^A-Za-z0-9._\-\[\],=+]", "_", name)
+
+
+def baseline_path(baseline_dir: str | os.PathLike, profile: str, test_id: str) -> Path:
+    return Path(baseline_dir) / profile / f"{_safe_name(test_id)}.json"
+
+
+def load_baseline(path: str | os.PathLike) -> dict | None:
+    """The baseline at `path`, None if there is none; BaselineError naming the file and field if bad."""
+    path = Path(path)
+    if not path.exists():
+        return None
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError) as exc:
+        raise BaselineError(f"{path}: cannot read it ({exc})") from exc
+    except json.JSONDecodeError as exc:
+        raise BaselineError(f"{path}: not valid JSON at line {exc.lineno} column {exc.colno}: {exc.msg}; "
+                            "fix it, or delete it and rerun with --perf-update-baselines") from exc
+    try:
+        jsonschema.validate(data, SCHEMA)
+    except jsonschema.ValidationError as exc:
+        where = ".".join(str(p) for p in exc.absolute_path) or "(top level)"
+        raise BaselineError(f"{path}: field {where}: {exc.message}; fix it, or delete the file and rerun "
+                            "with --perf-update-baselines") from exc
+    return data
+
+
+def write_baseline(path: str | os.PathLike, data: dict) -> Path:
+    """Validate and write `data` to `path` atomically: a reader sees the old file or the new, never half."""
+    jsonschema.validate(data, SCHEMA)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w") as f:
+            json.dump(data, f, indent=2, sort_keys=True, allow_nan=False)
+            f.write("\n")
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def _cv(values: list[float]) -> float:
+    if len(values) < 2:
+        return 0.0
+    mean = statistics.fmean(values)
+    return statistics.stdev(values) / abs(mean) if mean else 0.0
+
+
+def make_baseline(measurement: dict, gated: set[str] | None = None) -> dict:
+    """A baseline document from one measurement (as stored in the results JSON)."""
+    metrics = {}
+    reps = measurement.get("repetitions", [])
+    for name, value in measurement["metrics"].items():
+        spec = METRICS.get(name)
+        if spec is None or value is None or not math.isfinite(value):
+            continue
+        series = [r[name] for r in reps if name in r and r[name] is not None and math.isfinite(r[name])]
+        cv = _cv(series)
+        metrics[name] = {
+            "value": value,
+            "better": spec.better,
+            "unit": spec.unit,
+            "gated": (name in gated) if gated is not None else spec.gated,
+            "tolerance": round(min(MAX_TOLERANCE, max(spec.tolerance, CV_FACTOR * cv)), 4),
+            "cv": round(cv, 4),
+            "repetitions": series,
+        }
+    return {
+        "schema": SCHEMA_VERSION,
+        "test_id": measurement["test_id"],
+        "profile": measurement["profile"],
+        "metrics": metrics,
+        "provenance": measurement.get("provenance", {}),
+    }
+
+
+@dataclass(frozen=True)
+class Row:
+    """One line of the verdict table."""
+
+    metric: str
+    baseline: float | None
+    now: float | None
+    change_pct: float | None
+    tolerance: str
+    verdict: str  # ok, regression, improvement, missing, new, breach, info
+
+    @property
+    def fails(self) -> bool:
+        return self.verdict in ("regression", "missing", "breach")
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def _finite(x) -> bool:
+    return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
+
+
+def _change_pct(base: float, now: float) -> float | None:
+    if base == 0:
+        return None if now != 0 else 0.0
+    return (now - base) / abs(base) * 100.0
+
+
+def compare(baseline: dict, now: dict[str, float], only_gated: bool = False) -> list[Row]:
+    """Rows comparing `now` with every metric of `baseline`, in each metric's own direction.
+
+    A gated metric worse than baseline beyond its tolerance is a regression; missing (or not finite)
+    now, it is 'missing' and fails too. Ungated metrics are shown for information.
+    """
+    rows = []
+    for name, b in baseline["metrics"].items():
+        if only_gated and not b["gated"]:
+            continue
+        base, tol, higher = b["value"], b["tolerance"], b["better"] == "higher"
+        value = now.get(name)
+        if not _finite(value):
+            rows.append(Row(name, base, None, None, f"{tol:.0%}", "missing" if b["gated"] else "info"))
+            continue
+        worse = value < base * (1 - tol) if higher else value > base * (1 + tol)
+        better = value > base * (1 + tol) if higher else value < base * (1 - tol)
+        verdict = ("regression" if worse else "improvement" if better else "ok") if b["gated"] else "info"
+        rows.append(Row(name, base, value, _change_pct(base, value), f"{tol:.0%}", verdict))
+    for name in sorted(set(now) - set(baseline["metrics"])):
+        if name in METRICS and METRICS[name].gated and _finite(now[name]):
+            rows.append(Row(name, None, now[name], None, "-", "new"))
+    return rows
+
+
+_THRESHOLD = re.compile(r"^\s*(<=|>=|<|>)\s*([-+0-9.eE]+)\s*$")
+
+
+def parse_threshold(text: str) -> tuple[str, float]:
+    """'>= 0.8' -> ('>=', 0.8)."""
+    m = _THRESHOLD.match(str(text))
+    if not m:
+        raise BaselineError(f"threshold {text!r}: write it as '<= number' or '>= number' (also < and >)")
+    return m.group(1), float(m.group(2))
+
+
+def check_thresholds(thresholds: dict[str, str], now: dict[str, float]) -> list[Row]:
+    """Absolute limits declared by a test, e.g. {"cost_per_1m_requests": "<= 10"}."""
+    rows = []
+    for name, text in thresholds.items():
+        op, limit = parse_threshold(text)
+        value = now.get(name)
+        if not _finite(value):
+            rows.append(Row(name, None, None, None, f"{op} {limit:g}", "missing"))
+            continue
+        ok = {"<=": value <= limit, ">=": value >= limit, "<": value < limit, ">": value > limit}[op]
+        rows.append(Row(name, None, value, None, f"{op} {limit:g}", "ok" if ok else "breach"))
+    return rows

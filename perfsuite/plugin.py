@@ -1,0 +1,227 @@
+"""The pytest plugin: options, fixtures and the report hook. All logic lives in the library; this
+module only translates pytest's world into calls to it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from perfsuite.errors import PerfsuiteError, UsageError
+from perfsuite.frameworks import EngineSettings, RunningServer
+from perfsuite.hardware import check_profile, resolve_profile
+from perfsuite.loadgen import Load
+from perfsuite.metrics import SLO
+from perfsuite.report import comparison_table, matrix_table, verdict_table
+from perfsuite.runner import measure, provenance
+from perfsuite.session import PerfOptions, PerfSession
+from perfsuite.workloads import Workload, get_workload
+
+SESSION = pytest.StashKey[PerfSession]()
+
+# (option, ini name, help, kind). Every option can also be set in the ini file / pyproject.
+_OPTIONS = [
+    ("--gpu", "perf_gpu", "hardware profile from the catalog: cpu (default), a100, a100-40gb, h100, ...", "string"),
+    ("--perf-baseline-dir", "perf_baseline_dir", "folder of stored baselines (default: baselines)", "string"),
+    ("--perf-update-baselines", "perf_update_baselines", "write this run's measurements as the new baselines", "bool"),
+    ("--perf-results", "perf_results", "write every measurement, verdict and the matrix to this JSON file", "string"),
+    ("--perf-model", "perf_model", "model folder or id to serve (default: the locally built tiny Llama)", "string"),
+    ("--frameworks", "perf_frameworks", "comma-separated frameworks to measure (default: every installed one)", "string"),
+    ("--perf-strict", "perf_strict", "fail a perf test that has no comparable baseline", "bool"),
+    ("--perf-repetitions", "perf_repetitions", "load runs per perf test; metrics are their medians (default 3)", "string"),
+    ("--perf-start-timeout", "perf_start_timeout", "seconds a server may take to become ready (default 600)", "string"),
+]
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("perfsuite", "LLM serving performance (perfsuite)")
+    for flag, ini, help_, kind in _OPTIONS:
+        dest = ini
+        if kind == "bool":
+            group.addoption(flag, action="store_true", default=None, dest=dest, help=help_)
+        else:
+            group.addoption(flag, action="store", default=None, dest=dest, help=help_)
+        parser.addini(ini, help_, type="bool" if kind == "bool" else "string", default=None)
+
+
+def _get(config: pytest.Config, name: str, default=None):
+    value = config.getoption(name)
+    if value is None:
+        value = config.getini(name)
+    return default if value in (None, "") else value
+
+
+def _int(config: pytest.Config, name: str, default: int, flag: str) -> int:
+    raw = _get(config, name, default)
+    try:
+        value = int(raw)
+    except (TypeError, ValueError):
+        raise pytest.UsageError(f"{flag}={raw}: expected a whole number") from None
+    if value < 1:
+        raise pytest.UsageError(f"{flag}={raw}: must be at least 1")
+    return value
+
+
+def options_from_config(config: pytest.Config) -> PerfOptions:
+    frameworks = _get(config, "perf_frameworks")
+    results = _get(config, "perf_results")
+    return PerfOptions(
+        gpu=_get(config, "perf_gpu", "cpu"),
+        baseline_dir=Path(config.rootpath, _get(config, "perf_baseline_dir", "baselines")),
+        update_baselines=bool(_get(config, "perf_update_baselines", False)),
+        results=Path(results) if results else None,
+        model=_get(config, "perf_model"),
+        frameworks=[f.strip() for f in frameworks.split(",") if f.strip()] if frameworks else None,
+        strict=bool(_get(config, "perf_strict", False)),
+        repetitions=_int(config, "perf_repetitions", 3, "--perf-repetitions"),
+        start_timeout_s=float(_int(config, "perf_start_timeout", 600, "--perf-start-timeout")),
+    )
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "perf: a performance test that drives real load through a serving framework")
+    config.addinivalue_line("markers", "engine(**settings): engine settings for the `serving` fixture's server "
+                                       "(max_model_len, max_num_seqs, enable_prefix_caching, ...)")
+    try:
+        options = options_from_config(config)
+        profile = resolve_profile(options.gpu)
+        check_profile(profile)
+        config.stash[SESSION] = PerfSession(options, profile)
+    except UsageError as exc:
+        raise pytest.UsageError(str(exc)) from None
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    session = config.stash.get(SESSION, None)
+    if session is not None:
+        session.close()
+
+
+def pytest_report_header(config: pytest.Config) -> list[str]:
+    s = config.stash.get(SESSION, None)
+    if s is None:
+        return []
+    p = s.profile
+    return [f"perfsuite: gpu={p.name} ({p.description}; ${p.price_per_hour}/h, {p.price_source}, {p.price_date}); "
+            f"frameworks={','.join(s.selected)}; baselines={s.options.baseline_dir}"]
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """A test that uses `serving` runs once per selected framework."""
+    if "serving" in metafunc.fixturenames and not any(
+        "serving" in m.args[0] for m in metafunc.definition.iter_markers("parametrize") if m.args
+    ):
+        session = metafunc.config.stash[SESSION]
+        metafunc.parametrize("serving", session.selected, indirect=True, scope="function")
+
+
+@pytest.fixture(scope="session")
+def perf_session(pytestconfig: pytest.Config) -> PerfSession:
+    """The run's state: profile, options, server pool, measurements."""
+    return pytestconfig.stash[SESSION]
+
+
+@pytest.fixture(scope="session")
+def perf_model(perf_session: PerfSession) -> str:
+    """The model folder or id being served (the tiny local model unless --perf-model names one)."""
+    try:
+        return perf_session.model
+    except UsageError as exc:
+        pytest.fail(str(exc), pytrace=False)
+
+
+@pytest.fixture(scope="session")
+def perf_servers(perf_session: PerfSession):
+    """The session's server pool: one server at a time, reused across tests with the same settings."""
+    yield perf_session.pool
+    perf_session.pool.close()
+
+
+@pytest.fixture
+def serving(request: pytest.FixtureRequest, perf_session: PerfSession, perf_servers, perf_model) -> RunningServer:
+    """A ready server of the framework this test is parametrized with, with the test's `engine` settings."""
+    name = getattr(request, "param", None) or perf_session.selected[0]
+    plugin = perf_session.frameworks[name]
+    reason = plugin.unavailable()
+    if reason:
+        pytest.skip(f"{name}: {reason}")
+    marker = request.node.get_closest_marker("engine")
+    try:
+        settings = EngineSettings.from_kwargs(**marker.kwargs) if marker else EngineSettings()
+        return perf_servers.get(plugin, perf_model, settings)
+    except PerfsuiteError as exc:
+        pytest.fail(f"{name}: {exc}", pytrace=False)
+
+
+class PerfRecorder:
+    """What a perf test calls: measure a server under a workload and load, judged against its baseline."""
+
+    def __init__(self, node: pytest.Item, session: PerfSession) -> None:
+        self.node = node
+        self.session = session
+
+    def measure(self, server: RunningServer, workload: str | Workload = "chat", load: Load | None = None, *,
+                thresholds: dict[str, str] | None = None, slo: SLO | None = None, repetitions: int | None = None,
+                max_error_rate: float = 0.0) -> dict:
+        s = self.session
+        wl = get_workload(workload) if isinstance(workload, str) else workload
+        load = load or Load.closed(8, requests=48)
+        try:
+            m = measure(server.endpoint, server.protocol(wl.api), wl, load, s.prompts(), s.profile,
+                        repetitions=repetitions or s.options.repetitions, slo=slo or SLO(),
+                        gpus=server.settings.tensor_parallel_size, procs=server.process.tree,
+                        metrics_url=server.metrics_url, metric_names=server.metric_names,
+                        check_alive=server.process.check_alive, client_cpus=server.client_cpus)
+        except PerfsuiteError as exc:
+            pytest.fail(f"{server.framework}: {exc}", pytrace=False)
+        model = Path(s.model).name if Path(s.model).exists() else s.model
+        m.update(test_id=self.node.nodeid, framework=server.framework, framework_version=server.version,
+                 model=model, engine=server.settings.to_dict(), notes=list(server.notes))
+        m["provenance"] = provenance(framework=server.framework, framework_version=server.version, model=model,
+                                     workload=m["workload"], load=m["load"], engine=m["engine"],
+                                     price_per_hour=m["price_per_hour"], price_source=m["price_source"])
+        if m["metrics"]["error_rate"] > max_error_rate:
+            m["verdict"], m["failed"] = "errors", True
+            s.measurements.append(m)
+            pytest.fail(f"{m['error_count']} request(s) failed (error rate {m['metrics']['error_rate']:.1%} > "
+                        f"{max_error_rate:.1%}); first: {m['errors'][:3]}", pytrace=False)
+        verdict, rows = s.record(m, thresholds)
+        if m["failed"]:
+            table = comparison_table([r.as_dict() for r in rows])
+            pytest.fail(f"perf {verdict}: {self.node.nodeid} on {s.profile.name} vs "
+                        f"{s.baseline_file(self.node.nodeid)}\n{table}", pytrace=False)
+        return m
+
+
+@pytest.fixture
+def perf(request: pytest.FixtureRequest, perf_session: PerfSession) -> PerfRecorder:
+    """Measure a server and gate the result against the stored baseline: `perf.measure(serving, "chat")`."""
+    return PerfRecorder(request.node, perf_session)
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    s = session.config.stash.get(SESSION, None)
+    if s is not None:
+        s.pool.close()
+        s.write_results()
+
+
+def pytest_terminal_summary(terminalreporter, config: pytest.Config) -> None:
+    s = config.stash.get(SESSION, None)
+    if s is None or not s.measurements:
+        return
+    tr = terminalreporter
+    tr.write_sep("=", f"perfsuite: verdicts on {s.profile.name}")
+    tr.write_line(verdict_table(s.measurements))
+    tr.write_sep("=", "perfsuite: selection matrix")
+    tr.write_line(matrix_table(s.results()["matrix"]))
+    tr.write_line(f"price: ${s.profile.price_per_hour}/h per device ({s.profile.price_source}, {s.profile.price_date}); "
+                  f"model: {Path(s.model).name}")
+    for m in s.measurements:
+        for note in m.get("notes", []):
+            tr.write_line(f"note: {m['test_id'].split('::')[-1]}: {note}")
+    if s.written:
+        tr.write_line(f"baselines written: {len(s.written)} under {s.options.baseline_dir / s.profile.name}")
+    if s.options.results:
+        tr.write_line(f"results: {s.options.results}")
+    tr.write_line(f"server logs: {s.log_dir}")

