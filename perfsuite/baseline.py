@@ -91,8 +91,12 @@ def load_baseline(path: str | os.PathLike) -> dict | None:
 
 def write_baseline(path: str | os.PathLike, data: dict) -> Path:
     """Validate and write `data` to `path` atomically: a reader sees the old file or the new, never half."""
-    jsonschema.validate(data, SCHEMA)
     path = Path(path)
+    try:
+        jsonschema.validate(data, SCHEMA)
+    except jsonschema.ValidationError as exc:
+        where = ".".join(str(p) for p in exc.absolute_path) or "(top level)"
+        raise BaselineError(f"{path}: not written, field {where}: {exc.message}") from exc
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
@@ -115,6 +119,13 @@ def _cv(values: list[float]) -> float:
     return statistics.stdev(values) / abs(mean) if mean else 0.0
 
 
+def _round_up(x: float, digits: int = 4) -> float:
+    """x rounded to `digits` decimals, not below x beyond float noise (a stored tolerance is never
+    tighter than the policy: round(0.26145, 4) would be)."""
+    r = round(x, digits)
+    return r if r >= x or math.isclose(r, x, rel_tol=1e-9) else round(r + 10.0**-digits, digits)
+
+
 def make_baseline(measurement: dict, gated: set[str] | None = None) -> dict:
     """A baseline document from one measurement (as stored in the results JSON)."""
     metrics = {}
@@ -130,7 +141,7 @@ def make_baseline(measurement: dict, gated: set[str] | None = None) -> dict:
             "better": spec.better,
             "unit": spec.unit,
             "gated": (name in gated) if gated is not None else spec.gated,
-            "tolerance": round(min(MAX_TOLERANCE, max(spec.tolerance, CV_FACTOR * cv)), 4),
+            "tolerance": _round_up(min(MAX_TOLERANCE, max(spec.tolerance, CV_FACTOR * cv))),
             "cv": round(cv, 4),
             "repetitions": series,
         }
@@ -172,6 +183,22 @@ def _change_pct(base: float, now: float) -> float | None:
     return (now - base) / abs(base) * 100.0
 
 
+# Relative slack on the tolerance edge: a change of exactly the tolerance (e.g. 100 -> 115 at 15%) is
+# within it, even where float rounding puts it a hair beyond.
+_EDGE = 1e-9
+
+
+def _judge(base: float, value: float, tol: float, higher: bool) -> tuple[bool, bool]:
+    """(worse, better) beyond tolerance, judged on the relative change in the metric's direction."""
+    if base == 0:
+        gain = value if higher else -value
+        return gain < 0, gain > 0
+    gain = (value - base) / abs(base)
+    if not higher:
+        gain = -gain
+    return gain < -tol - _EDGE, gain > tol + _EDGE
+
+
 def compare(baseline: dict, now: dict[str, float], only_gated: bool = False) -> list[Row]:
     """Rows comparing `now` with every metric of `baseline`, in each metric's own direction.
 
@@ -187,8 +214,7 @@ def compare(baseline: dict, now: dict[str, float], only_gated: bool = False) -> 
         if not _finite(value):
             rows.append(Row(name, base, None, None, f"{tol:.0%}", "missing" if b["gated"] else "info"))
             continue
-        worse = value < base * (1 - tol) if higher else value > base * (1 + tol)
-        better = value > base * (1 + tol) if higher else value < base * (1 - tol)
+        worse, better = _judge(base, value, tol, higher)
         verdict = ("regression" if worse else "improvement" if better else "ok") if b["gated"] else "info"
         rows.append(Row(name, base, value, _change_pct(base, value), f"{tol:.0%}", verdict))
     for name in sorted(set(now) - set(baseline["metrics"])):
@@ -205,7 +231,10 @@ def parse_threshold(text: str) -> tuple[str, float]:
     m = _THRESHOLD.match(str(text))
     if not m:
         raise BaselineError(f"threshold {text!r}: write it as '<= number' or '>= number' (also < and >)")
-    return m.group(1), float(m.group(2))
+    try:
+        return m.group(1), float(m.group(2))
+    except ValueError:
+        raise BaselineError(f"threshold {text!r}: {m.group(2)!r} is not a number") from None
 
 
 def check_thresholds(thresholds: dict[str, str], now: dict[str, float]) -> list[Row]:

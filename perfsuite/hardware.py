@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -102,8 +103,9 @@ def check_profile(profile: HardwareProfile, found: list[str] | None = None) -> N
             f"--gpu={profile.name} asks for {profile.description}, but no NVIDIA GPU was found "
             "(NVML saw none); run on that machine or use --gpu=cpu"
         )
-    wanted = [n.lower() for n in profile.nvml_names]
-    if not any(w in name.lower() for name in found for w in wanted):
+    # Whole-name matches only: 'L4' must not match an 'NVIDIA L40S'.
+    wanted = [re.compile(rf"(?<![a-z0-9]){re.escape(n.lower())}(?![a-z0-9])") for n in profile.nvml_names]
+    if not any(w.search(name.lower()) for name in found for w in wanted):
         raise UsageError(
             f"--gpu={profile.name} asks for {profile.description}, but this machine has: "
             f"{', '.join(found)}; choose the profile that matches it"

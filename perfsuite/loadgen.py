@@ -225,14 +225,17 @@ async def _open(session, endpoint, protocol, specs, load: Load, count: int | Non
     return list(await asyncio.gather(*tasks))
 
 
-async def run_load(endpoint: Endpoint, protocol, specs: list[RequestSpec], load: Load):
+async def run_load(endpoint: Endpoint, protocol, specs: list[RequestSpec], load: Load,
+                   headers: dict[str, str] | None = None):
     """Warm up, then send the measured requests. Returns (records, wall seconds of the measured phase).
 
     `specs` must hold at least warmup_requests + requests items (in duration mode it is cycled).
+    `headers` (e.g. an Authorization header read from the environment) go with every request and
+    are never recorded.
     """
     run = _closed if load.arrival == "closed" else _open
     connector = aiohttp.TCPConnector(limit=0, force_close=False)
-    async with aiohttp.ClientSession(connector=connector) as session:
+    async with aiohttp.ClientSession(connector=connector, headers=headers) as session:
         if load.warmup_requests:
             warm = specs[: load.warmup_requests]
             conc = min(load.concurrency or load.warmup_requests, load.warmup_requests)

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from perfsuite.cost import cost_per_million
 from perfsuite.errors import PerfsuiteError, UsageError
 from perfsuite.frameworks import EngineSettings, RunningServer
 from perfsuite.hardware import check_profile, resolve_profile
@@ -160,6 +161,11 @@ class PerfRecorder:
         self.node = node
         self.session = session
 
+    @property
+    def profile(self) -> str:
+        """The hardware profile's name, for tests whose thresholds depend on it."""
+        return self.session.profile.name
+
     def measure(self, server: RunningServer, workload: str | Workload = "chat", load: Load | None = None, *,
                 thresholds: dict[str, str] | None = None, slo: SLO | None = None, repetitions: int | None = None,
                 max_error_rate: float = 0.0) -> dict:
@@ -176,7 +182,7 @@ class PerfRecorder:
             pytest.fail(f"{server.framework}: {exc}", pytrace=False)
         model = Path(s.model).name if Path(s.model).exists() else s.model
         m.update(test_id=self.node.nodeid, framework=server.framework, framework_version=server.version,
-                 model=model, engine=server.settings.to_dict(), notes=list(server.notes))
+                 model=model, engine=server.settings.to_dict(), notes=[], server_notes=list(server.notes))
         m["provenance"] = provenance(framework=server.framework, framework_version=server.version, model=model,
                                      workload=m["workload"], load=m["load"], engine=m["engine"],
                                      price_per_hour=m["price_per_hour"], price_source=m["price_source"])
@@ -185,7 +191,44 @@ class PerfRecorder:
             s.measurements.append(m)
             pytest.fail(f"{m['error_count']} request(s) failed (error rate {m['metrics']['error_rate']:.1%} > "
                         f"{max_error_rate:.1%}); first: {m['errors'][:3]}", pytrace=False)
-        verdict, rows = s.record(m, thresholds)
+        return self._judge(m, thresholds)
+
+    def measure_offline(self, framework: str = "vllm", workload: str = "throughput", requests: int = 64, *,
+                        thresholds: dict[str, str] | None = None) -> dict:
+        """Offline (in-process) throughput of `framework`, e.g. vllm.LLM.generate over a batch of prompts."""
+        s = self.session
+        plugin = s.frameworks.get(framework)
+        if plugin is None or not hasattr(plugin, "offline"):
+            pytest.skip(f"{framework}: no offline mode")
+        reason = plugin.unavailable()
+        if reason:
+            pytest.skip(f"{framework}: {reason}")
+        s.pool.close()  # the cores are the offline engine's now
+        wl = get_workload(workload)
+        specs = s.prompts().requests(wl, requests, seed=0)
+        out_tokens = wl.output_tokens[1]
+        marker = self.node.get_closest_marker("engine")
+        settings = EngineSettings.from_kwargs(**marker.kwargs) if marker else EngineSettings()
+        metrics = plugin.offline(s.model, settings, s.profile, [x.prompt for x in specs], out_tokens)
+        price = s.profile.price_per_hour * settings.tensor_parallel_size
+        metrics["cost_per_1m_requests"] = cost_per_million(price, metrics["request_throughput"])
+        metrics["cost_per_1m_output_tokens"] = cost_per_million(price, metrics["output_throughput"])
+        metrics.setdefault("error_rate", 0.0)
+        model = Path(s.model).name if Path(s.model).exists() else s.model
+        load = {"arrival": "offline", "requests": requests, "output_tokens": out_tokens}
+        m = {"test_id": self.node.nodeid, "profile": s.profile.name, "framework": f"{framework}-offline",
+             "framework_version": plugin.version(), "model": model, "workload": wl.to_dict(), "load": load,
+             "engine": settings.to_dict(), "metrics": metrics, "repetitions": [metrics], "notes": []}
+        m["provenance"] = provenance(framework=m["framework"], framework_version=m["framework_version"], model=model,
+                                     workload=m["workload"], load=load, engine=m["engine"], price_per_hour=price)
+        return self._judge(m, thresholds)
+
+    def _judge(self, m: dict, thresholds: dict[str, str] | None) -> dict:
+        s = self.session
+        try:
+            verdict, rows = s.record(m, thresholds)
+        except PerfsuiteError as exc:
+            pytest.fail(str(exc), pytrace=False)
         if m["failed"]:
             table = comparison_table([r.as_dict() for r in rows])
             pytest.fail(f"perf {verdict}: {self.node.nodeid} on {s.profile.name} vs "
@@ -217,9 +260,8 @@ def pytest_terminal_summary(terminalreporter, config: pytest.Config) -> None:
     tr.write_line(matrix_table(s.results()["matrix"]))
     tr.write_line(f"price: ${s.profile.price_per_hour}/h per device ({s.profile.price_source}, {s.profile.price_date}); "
                   f"model: {Path(s.model).name}")
-    for m in s.measurements:
-        for note in m.get("notes", []):
-            tr.write_line(f"note: {m['test_id'].split('::')[-1]}: {note}")
+    for note in dict.fromkeys(n for m in s.measurements for n in m.get("server_notes", [])):
+        tr.write_line(f"note: {note}")
     if s.written:
         tr.write_line(f"baselines written: {len(s.written)} under {s.options.baseline_dir / s.profile.name}")
     if s.options.results:

@@ -51,12 +51,12 @@ def selection_matrix(measurements: list[dict]) -> list[dict]:
         if m.get("metrics", {}).get("requests_ok"):
             by_workload.setdefault(m["workload"]["name"], []).append(m)
     for workload, ms in sorted(by_workload.items()):
-        frameworks = {m["framework"] for m in ms}
-        top = max(ms, key=lambda m: m["metrics"].get("goodput", 0))
-        use = top["workload"].get("use", workload)
+        if len({m["framework"] for m in ms}) < 2:
+            continue  # a use is only "best" against another framework measured on it
+        top = max(ms, key=lambda m: m["metrics"].get("goodput", m["metrics"].get("request_throughput", 0)))
         for row in rows:
             if row["framework"] == top["framework"] and row["profile"] == top["profile"]:
-                row["best_for"].append(use if len(frameworks) > 1 else f"{use} (only one measured)")
+                row["best_for"].append(top["workload"].get("use", workload))
     for row in rows:
         del row["uses"]
     return rows
@@ -81,7 +81,7 @@ def matrix_table(rows: list[dict], fmt: str = "simple") -> str:
              _fmt(r["ttft_p50_ms"], 1), _fmt(r["ttft_p99_ms"], 1),
              "-" if r["memory_utilization"] is None else f"{r['memory_utilization']:.1%}",
              _fmt(r["cost_per_1m_requests"]), _fmt(r["cost_per_1m_output_tokens"], 4),
-             "; ".join(r["best_for"]) or "-"] for r in rows]
+             "; ".join(r["best_for"]) or ("-" if len(rows) > 1 else "(needs 2+ frameworks)")] for r in rows]
     return tabulate(body, headers=headers, tablefmt=fmt, disable_numparse=True)
 
 

@@ -108,6 +108,7 @@ def measure(
     check_alive: Callable[[str], None] | None = None,
     telemetry: bool = True,
     client_cpus: set[int] | None = None,
+    headers: dict[str, str] | None = None,
 ) -> dict:
     """Run the load `repetitions` times; the metrics are the medians over repetitions.
 
@@ -127,7 +128,7 @@ def measure(
             if tel:
                 tel.start()
             try:
-                records, wall = asyncio.run(run_load(endpoint, protocol, specs, load))
+                records, wall = asyncio.run(run_load(endpoint, protocol, specs, load, headers))
             finally:
                 tsum = tel.stop() if tel else {}
             if check_alive:

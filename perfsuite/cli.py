@@ -1,0 +1,173 @@
+"""The `perfsuite` command: cost arithmetic, approving a run's results as baselines, and the load
+generator against an endpoint that is already running."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+from tabulate import tabulate
+
+from perfsuite.baseline import baseline_path, load_baseline, make_baseline, write_baseline
+from perfsuite.cost import cost_per_million
+from perfsuite.errors import PerfsuiteError, UsageError
+
+__all__ = ["main"]
+
+
+def _cost(args: argparse.Namespace) -> int:
+    per_req = cost_per_million(args.price_per_hour, args.rps)
+    rows = [["requests/s", f"{args.rps:g}"], ["price per hour", f"${args.price_per_hour:g}"],
+            ["cost per 1M requests", f"${per_req:,.2f}"]]
+    if args.output_tokens:
+        rows.append(["cost per 1M output tokens", f"${cost_per_million(args.price_per_hour, args.rps * args.output_tokens):,.4f}"])
+    print(tabulate(rows, tablefmt="plain", disable_numparse=True))
+    return 0
+
+
+def read_results(path: str | os.PathLike) -> dict:
+    """A results file written by --perf-results, checked enough to approve from."""
+    p = Path(path)
+    try:
+        data = json.loads(p.read_text())
+    except OSError as exc:
+        raise UsageError(f"{p}: cannot read it ({exc.strerror})") from exc
+    except json.JSONDecodeError as exc:
+        raise UsageError(f"{p}: not valid JSON (line {exc.lineno}: {exc.msg}); pass the file --perf-results wrote") from exc
+    if not isinstance(data, dict) or not isinstance(data.get("measurements"), list):
+        raise UsageError(f"{p}: no 'measurements' list; pass the file --perf-results wrote")
+    for i, m in enumerate(data["measurements"]):
+        for key in ("test_id", "profile", "metrics"):
+            if key not in m:
+                raise UsageError(f"{p}: measurements[{i}] has no field {key!r}")
+    return data
+
+
+def _approve(args: argparse.Namespace) -> int:
+    data = read_results(args.results)
+    chosen = [m for m in data["measurements"] if not args.test or any(t in m["test_id"] for t in args.test)]
+    if not chosen:
+        raise UsageError(f"{args.results}: no measurement matches {args.test}")
+    rows = []
+    # Build every document first: nothing is written unless all of them are good.
+    plans = []
+    for m in chosen:
+        path = baseline_path(args.baseline_dir, m["profile"], m["test_id"])
+        if m.get("metrics", {}).get("error_rate", 0) > 0 or m.get("verdict") == "errors":
+            rows.append([m["test_id"], m["profile"], "skipped: the run had failed requests"])
+            continue
+        old = load_baseline(path)
+        gated = {n for n, x in (old or {}).get("metrics", {}).items() if x["gated"]} or None
+        plans.append((path, make_baseline(m, gated), m))
+    for path, doc, m in plans:
+        if not args.dry_run:
+            write_baseline(path, doc)
+        rows.append([m["test_id"], m["profile"], ("would write " if args.dry_run else "wrote ") + str(path)])
+    print(tabulate(rows, headers=["test", "gpu", "baseline"], disable_numparse=True))
+    return 0
+
+
+def _load(args: argparse.Namespace) -> int:
+    from transformers import AutoTokenizer
+
+    from perfsuite.hardware import resolve_profile
+    from perfsuite.loadgen import Endpoint, Load, OpenAIProtocol
+    from perfsuite.metrics import SLO
+    from perfsuite.model import corpus_text
+    from perfsuite.report import metrics_table
+    from perfsuite.runner import measure, provenance
+    from perfsuite.workloads import PromptBuilder, get_workload
+
+    if not Path(args.tokenizer).exists():
+        raise UsageError(f"--tokenizer {args.tokenizer}: no such folder; give the served model's tokenizer folder")
+    profile = resolve_profile(args.gpu)
+    workload = get_workload(args.workload)
+    if args.arrival == "closed":
+        load = Load.closed(args.concurrency, requests=args.requests, duration_s=args.duration,
+                           warmup_requests=args.warmup, request_timeout_s=args.timeout, seed=args.seed)
+    else:
+        load = Load(arrival=args.arrival, rate=args.rate, concurrency=args.max_concurrency, requests=args.requests,
+                    duration_s=args.duration, warmup_requests=args.warmup, request_timeout_s=args.timeout, seed=args.seed)
+    headers = None
+    key = os.environ.get(args.api_key_env)
+    if key:
+        headers = {"Authorization": f"Bearer {key}"}
+    prompts = PromptBuilder(AutoTokenizer.from_pretrained(args.tokenizer), corpus_text(), args.seed)
+    url = args.url.rstrip("/")
+    m = measure(Endpoint(url, args.model), OpenAIProtocol(workload.api), workload, load, prompts, profile,
+                repetitions=args.repetitions, slo=SLO(args.slo_ttft_ms, args.slo_tpot_ms),
+                metrics_url=None if args.no_metrics else url + "/metrics", headers=headers,
+                telemetry=not args.no_metrics)
+    m.update(test_id=f"load:{args.model}:{workload.name}:{load.label()}", framework=args.framework, model=args.model)
+    m["provenance"] = provenance(framework=args.framework, model=args.model, workload=m["workload"], load=m["load"],
+                                 endpoint=url)
+    print(metrics_table(m["metrics"]))
+    if m["error_count"]:
+        print(f"{m['error_count']} request(s) failed; first: {m['errors'][:3]}", file=sys.stderr)
+    if args.json:
+        Path(args.json).write_text(json.dumps({"schema": 1, "profile": profile.name, "measurements": [m]},
+                                              indent=2, default=str))
+        print(f"wrote {args.json}")
+    return 1 if m["error_count"] else 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="perfsuite", description=__doc__)
+    sub = p.add_subparsers(dest="command", required=True)
+
+    c = sub.add_parser("cost", help="cost per 1M requests (and output tokens) at a rate and an hourly price")
+    c.add_argument("--price-per-hour", type=float, required=True, help="dollars per hour for the hardware")
+    c.add_argument("--rps", type=float, required=True, help="requests per second served")
+    c.add_argument("--output-tokens", type=float, default=None, help="output tokens per request (for $/1M tokens)")
+    c.set_defaults(func=_cost)
+
+    a = sub.add_parser("approve", help="promote a results file's measurements into baselines, without re-running")
+    a.add_argument("results", help="the JSON written by pytest --perf-results")
+    a.add_argument("--baseline-dir", default="baselines", help="baseline folder (default: baselines)")
+    a.add_argument("--test", action="append", help="only test ids containing this text (repeatable)")
+    a.add_argument("--dry-run", action="store_true", help="show what would be written")
+    a.set_defaults(func=_approve)
+
+    ld = sub.add_parser("load", help="drive load against a running OpenAI-compatible endpoint and print metrics")
+    ld.add_argument("--url", required=True, help="base URL, e.g. http://127.0.0.1:8000")
+    ld.add_argument("--model", required=True, help="model name the server serves")
+    ld.add_argument("--tokenizer", required=True, help="folder of the served model's tokenizer (exact lengths)")
+    ld.add_argument("--workload", default="chat", help="chat, rag or throughput (default chat)")
+    ld.add_argument("--arrival", choices=["closed", "poisson", "constant"], default="closed")
+    ld.add_argument("--concurrency", type=int, default=8, help="closed loop: concurrent users (default 8)")
+    ld.add_argument("--rate", type=float, default=None, help="poisson/constant: requests per second")
+    ld.add_argument("--max-concurrency", type=int, default=None, help="poisson/constant: cap on requests in flight")
+    ld.add_argument("--requests", type=int, default=64, help="measured requests per repetition (default 64)")
+    ld.add_argument("--duration", type=float, default=None, help="or: seconds of sending per repetition")
+    ld.add_argument("--warmup", type=int, default=8, help="warm-up requests, not counted (default 8)")
+    ld.add_argument("--repetitions", type=int, default=1)
+    ld.add_argument("--timeout", type=float, default=120.0, help="per-request deadline in seconds")
+    ld.add_argument("--seed", type=int, default=0)
+    ld.add_argument("--gpu", default="cpu", help="hardware profile for the cost figures (default cpu)")
+    ld.add_argument("--framework", default="external", help="label for the report")
+    ld.add_argument("--slo-ttft-ms", type=float, default=1000.0)
+    ld.add_argument("--slo-tpot-ms", type=float, default=100.0)
+    ld.add_argument("--api-key-env", default="PERFSUITE_API_KEY",
+                    help="environment variable holding a bearer token, if the endpoint needs one")
+    ld.add_argument("--no-metrics", action="store_true", help="do not scrape URL/metrics")
+    ld.add_argument("--json", help="write the measurement to this results file")
+    ld.set_defaults(func=_load)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if getattr(args, "duration", None):
+        args.requests = None
+    try:
+        return args.func(args)
+    except PerfsuiteError as exc:
+        print(f"perfsuite: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
