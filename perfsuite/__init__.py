@@ -6,5 +6,15 @@ from perfsuite.frameworks import EngineSettings
 from perfsuite.loadgen import Endpoint, Load
 from perfsuite.metrics import SLO
 
-__all__ = ["Load", "Endpoint", "EngineSettings", "SLO", "cost_per_million", "PerfsuiteError", "UsageError",
-           "BaselineError", "ServerError", "MeasurementError"]
+__all__ = [
+    "Load",
+    "Endpoint",
+    "EngineSettings",
+    "SLO",
+    "cost_per_million",
+    "PerfsuiteError",
+    "UsageError",
+    "BaselineError",
+    "ServerError",
+    "MeasurementError",
+]

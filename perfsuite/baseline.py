@@ -21,8 +21,17 @@ import jsonschema
 from perfsuite.errors import BaselineError
 from perfsuite.metrics import METRICS
 
-__all__ = ["Row", "baseline_path", "load_baseline", "write_baseline", "make_baseline", "compare",
-           "check_thresholds", "parse_threshold", "SCHEMA_VERSION"]
+__all__ = [
+    "Row",
+    "baseline_path",
+    "load_baseline",
+    "write_baseline",
+    "make_baseline",
+    "compare",
+    "check_thresholds",
+    "parse_threshold",
+    "SCHEMA_VERSION",
+]
 
 SCHEMA_VERSION = 1
 _NUMBER_LIST = {"type": "array", "items": {"type": "number"}}
@@ -78,14 +87,17 @@ def load_baseline(path: str | os.PathLike) -> dict | None:
     except (OSError, UnicodeDecodeError) as exc:
         raise BaselineError(f"{path}: cannot read it ({exc})") from exc
     except json.JSONDecodeError as exc:
-        raise BaselineError(f"{path}: not valid JSON at line {exc.lineno} column {exc.colno}: {exc.msg}; "
-                            "fix it, or delete it and rerun with --perf-update-baselines") from exc
+        raise BaselineError(
+            f"{path}: not valid JSON at line {exc.lineno} column {exc.colno}: {exc.msg}; "
+            "fix it, or delete it and rerun with --perf-update-baselines"
+        ) from exc
     try:
         jsonschema.validate(data, SCHEMA)
     except jsonschema.ValidationError as exc:
         where = ".".join(str(p) for p in exc.absolute_path) or "(top level)"
-        raise BaselineError(f"{path}: field {where}: {exc.message}; fix it, or delete the file and rerun "
-                            "with --perf-update-baselines") from exc
+        raise BaselineError(
+            f"{path}: field {where}: {exc.message}; fix it, or delete the file and rerun with --perf-update-baselines"
+        ) from exc
     return data
 
 
@@ -220,7 +232,8 @@ def compare(baseline: dict, now: dict[str, float], only_gated: bool = False) -> 
     for name in sorted(set(now) - set(baseline["metrics"])):
         if name in METRICS and METRICS[name].gated and _finite(now[name]):
             rows.append(Row(name, None, now[name], None, "-", "new"))
-    return rows
+    order = {name: i for i, name in enumerate(METRICS)}
+    return sorted(rows, key=lambda r: (r.verdict == "info", order.get(r.metric, len(order)), r.metric))
 
 
 _THRESHOLD = re.compile(r"^\s*(<=|>=|<|>)\s*([-+0-9.eE]+)\s*$")

@@ -20,10 +20,18 @@ __all__ = ["main"]
 
 def _cost(args: argparse.Namespace) -> int:
     per_req = cost_per_million(args.price_per_hour, args.rps)
-    rows = [["requests/s", f"{args.rps:g}"], ["price per hour", f"${args.price_per_hour:g}"],
-            ["cost per 1M requests", f"${per_req:,.2f}"]]
+    rows = [
+        ["requests/s", f"{args.rps:g}"],
+        ["price per hour", f"${args.price_per_hour:g}"],
+        ["cost per 1M requests", f"${per_req:,.2f}"],
+    ]
     if args.output_tokens:
-        rows.append(["cost per 1M output tokens", f"${cost_per_million(args.price_per_hour, args.rps * args.output_tokens):,.4f}"])
+        rows.append(
+            [
+                "cost per 1M output tokens",
+                f"${cost_per_million(args.price_per_hour, args.rps * args.output_tokens):,.4f}",
+            ]
+        )
     print(tabulate(rows, tablefmt="plain", disable_numparse=True))
     return 0
 
@@ -36,7 +44,9 @@ def read_results(path: str | os.PathLike) -> dict:
     except OSError as exc:
         raise UsageError(f"{p}: cannot read it ({exc.strerror})") from exc
     except json.JSONDecodeError as exc:
-        raise UsageError(f"{p}: not valid JSON (line {exc.lineno}: {exc.msg}); pass the file --perf-results wrote") from exc
+        raise UsageError(
+            f"{p}: not valid JSON (line {exc.lineno}: {exc.msg}); pass the file --perf-results wrote"
+        ) from exc
     if not isinstance(data, dict) or not isinstance(data.get("measurements"), list):
         raise UsageError(f"{p}: no 'measurements' list; pass the file --perf-results wrote")
     for i, m in enumerate(data["measurements"]):
@@ -86,30 +96,55 @@ def _load(args: argparse.Namespace) -> int:
     profile = resolve_profile(args.gpu)
     workload = get_workload(args.workload)
     if args.arrival == "closed":
-        load = Load.closed(args.concurrency, requests=args.requests, duration_s=args.duration,
-                           warmup_requests=args.warmup, request_timeout_s=args.timeout, seed=args.seed)
+        load = Load.closed(
+            args.concurrency,
+            requests=args.requests,
+            duration_s=args.duration,
+            warmup_requests=args.warmup,
+            request_timeout_s=args.timeout,
+            seed=args.seed,
+        )
     else:
-        load = Load(arrival=args.arrival, rate=args.rate, concurrency=args.max_concurrency, requests=args.requests,
-                    duration_s=args.duration, warmup_requests=args.warmup, request_timeout_s=args.timeout, seed=args.seed)
+        load = Load(
+            arrival=args.arrival,
+            rate=args.rate,
+            concurrency=args.max_concurrency,
+            requests=args.requests,
+            duration_s=args.duration,
+            warmup_requests=args.warmup,
+            request_timeout_s=args.timeout,
+            seed=args.seed,
+        )
     headers = None
     key = os.environ.get(args.api_key_env)
     if key:
         headers = {"Authorization": f"Bearer {key}"}
     prompts = PromptBuilder(AutoTokenizer.from_pretrained(args.tokenizer), corpus_text(), args.seed)
     url = args.url.rstrip("/")
-    m = measure(Endpoint(url, args.model), OpenAIProtocol(workload.api), workload, load, prompts, profile,
-                repetitions=args.repetitions, slo=SLO(args.slo_ttft_ms, args.slo_tpot_ms),
-                metrics_url=None if args.no_metrics else url + "/metrics", headers=headers,
-                telemetry=not args.no_metrics)
+    m = measure(
+        Endpoint(url, args.model),
+        OpenAIProtocol(workload.api),
+        workload,
+        load,
+        prompts,
+        profile,
+        repetitions=args.repetitions,
+        slo=SLO(args.slo_ttft_ms, args.slo_tpot_ms),
+        metrics_url=None if args.no_metrics else url + "/metrics",
+        headers=headers,
+        telemetry=not args.no_metrics,
+    )
     m.update(test_id=f"load:{args.model}:{workload.name}:{load.label()}", framework=args.framework, model=args.model)
-    m["provenance"] = provenance(framework=args.framework, model=args.model, workload=m["workload"], load=m["load"],
-                                 endpoint=url)
+    m["provenance"] = provenance(
+        framework=args.framework, model=args.model, workload=m["workload"], load=m["load"], endpoint=url
+    )
     print(metrics_table(m["metrics"]))
     if m["error_count"]:
         print(f"{m['error_count']} request(s) failed; first: {m['errors'][:3]}", file=sys.stderr)
     if args.json:
-        Path(args.json).write_text(json.dumps({"schema": 1, "profile": profile.name, "measurements": [m]},
-                                              indent=2, default=str))
+        Path(args.json).write_text(
+            json.dumps({"schema": 1, "profile": profile.name, "measurements": [m]}, indent=2, default=str)
+        )
         print(f"wrote {args.json}")
     return 1 if m["error_count"] else 0
 
@@ -150,8 +185,11 @@ def build_parser() -> argparse.ArgumentParser:
     ld.add_argument("--framework", default="external", help="label for the report")
     ld.add_argument("--slo-ttft-ms", type=float, default=1000.0)
     ld.add_argument("--slo-tpot-ms", type=float, default=100.0)
-    ld.add_argument("--api-key-env", default="PERFSUITE_API_KEY",
-                    help="environment variable holding a bearer token, if the endpoint needs one")
+    ld.add_argument(
+        "--api-key-env",
+        default="PERFSUITE_API_KEY",
+        help="environment variable holding a bearer token, if the endpoint needs one",
+    )
     ld.add_argument("--no-metrics", action="store_true", help="do not scrape URL/metrics")
     ld.add_argument("--json", help="write the measurement to this results file")
     ld.set_defaults(func=_load)

@@ -85,8 +85,9 @@ class FrameworkPlugin(Protocol):
 
     def version(self) -> str: ...
 
-    def start(self, model: str, settings: EngineSettings, profile: HardwareProfile, workdir: Path,
-              start_timeout_s: float) -> RunningServer: ...
+    def start(
+        self, model: str, settings: EngineSettings, profile: HardwareProfile, workdir: Path, start_timeout_s: float
+    ) -> RunningServer: ...
 
 
 def load_frameworks() -> dict[str, FrameworkPlugin]:

@@ -225,8 +225,9 @@ async def _open(session, endpoint, protocol, specs, load: Load, count: int | Non
     return list(await asyncio.gather(*tasks))
 
 
-async def run_load(endpoint: Endpoint, protocol, specs: list[RequestSpec], load: Load,
-                   headers: dict[str, str] | None = None):
+async def run_load(
+    endpoint: Endpoint, protocol, specs: list[RequestSpec], load: Load, headers: dict[str, str] | None = None
+):
     """Warm up, then send the measured requests. Returns (records, wall seconds of the measured phase).
 
     `specs` must hold at least warmup_requests + requests items (in duration mode it is cycled).
@@ -239,7 +240,9 @@ async def run_load(endpoint: Endpoint, protocol, specs: list[RequestSpec], load:
         if load.warmup_requests:
             warm = specs[: load.warmup_requests]
             conc = min(load.concurrency or load.warmup_requests, load.warmup_requests)
-            warm_load = Load.closed(conc, requests=len(warm), warmup_requests=0, request_timeout_s=load.request_timeout_s)
+            warm_load = Load.closed(
+                conc, requests=len(warm), warmup_requests=0, request_timeout_s=load.request_timeout_s
+            )
             await _closed(session, endpoint, protocol, warm, warm_load, len(warm), None)
         measured = specs[load.warmup_requests :]
         if load.duration_s:

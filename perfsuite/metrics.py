@@ -43,8 +43,11 @@ METRICS: dict[str, MetricSpec] = {
     "total_token_throughput": MetricSpec("tok/s", "higher"),
     "goodput": MetricSpec("req/s", "higher"),
     "error_rate": MetricSpec("ratio", "lower"),
-    **{f"{m}_p{p}_ms": MetricSpec("ms", "lower", gated=(p == 50 and m in ("ttft", "tpot")), tolerance=0.15)
-       for m in ("ttft", "tpot", "itl", "e2e") for p in PCTS},
+    **{
+        f"{m}_p{p}_ms": MetricSpec("ms", "lower", gated=(p == 50 and m in ("ttft", "tpot")), tolerance=0.15)
+        for m in ("ttft", "tpot", "itl", "e2e")
+        for p in PCTS
+    },
     "memory_utilization": MetricSpec("ratio", "higher", gated=True, tolerance=0.05),
     "memory_used_peak_gb": MetricSpec("GB", "lower"),
     "kv_cache_usage_peak": MetricSpec("ratio", "higher"),

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from perfsuite.baseline import load_baseline
 from perfsuite.cost import cost_per_million
 from perfsuite.errors import PerfsuiteError, UsageError
 from perfsuite.frameworks import EngineSettings, RunningServer
@@ -27,9 +28,19 @@ _OPTIONS = [
     ("--perf-update-baselines", "perf_update_baselines", "write this run's measurements as the new baselines", "bool"),
     ("--perf-results", "perf_results", "write every measurement, verdict and the matrix to this JSON file", "string"),
     ("--perf-model", "perf_model", "model folder or id to serve (default: the locally built tiny Llama)", "string"),
-    ("--frameworks", "perf_frameworks", "comma-separated frameworks to measure (default: every installed one)", "string"),
+    (
+        "--frameworks",
+        "perf_frameworks",
+        "comma-separated frameworks to measure (default: every installed one)",
+        "string",
+    ),
     ("--perf-strict", "perf_strict", "fail a perf test that has no comparable baseline", "bool"),
-    ("--perf-repetitions", "perf_repetitions", "load runs per perf test; metrics are their medians (default 3)", "string"),
+    (
+        "--perf-repetitions",
+        "perf_repetitions",
+        "load runs per perf test; metrics are their medians (default 3)",
+        "string",
+    ),
     ("--perf-start-timeout", "perf_start_timeout", "seconds a server may take to become ready (default 600)", "string"),
 ]
 
@@ -81,8 +92,11 @@ def options_from_config(config: pytest.Config) -> PerfOptions:
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "perf: a performance test that drives real load through a serving framework")
-    config.addinivalue_line("markers", "engine(**settings): engine settings for the `serving` fixture's server "
-                                       "(max_model_len, max_num_seqs, enable_prefix_caching, ...)")
+    config.addinivalue_line(
+        "markers",
+        "engine(**settings): engine settings for the `serving` fixture's server "
+        "(max_model_len, max_num_seqs, enable_prefix_caching, ...)",
+    )
     try:
         options = options_from_config(config)
         profile = resolve_profile(options.gpu)
@@ -103,8 +117,10 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
     if s is None:
         return []
     p = s.profile
-    return [f"perfsuite: gpu={p.name} ({p.description}; ${p.price_per_hour}/h, {p.price_source}, {p.price_date}); "
-            f"frameworks={','.join(s.selected)}; baselines={s.options.baseline_dir}"]
+    return [
+        f"perfsuite: gpu={p.name} ({p.description}; ${p.price_per_hour}/h, {p.price_source}, {p.price_date}); "
+        f"frameworks={','.join(s.selected)}; baselines={s.options.baseline_dir}"
+    ]
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
@@ -114,6 +130,19 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     ):
         session = metafunc.config.stash[SESSION]
         metafunc.parametrize("serving", session.selected, indirect=True, scope="function")
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    """Read a perf test's baseline before any server starts: a broken file fails fast, naming itself."""
+    s = item.config.stash.get(SESSION, None)
+    if s is not None and "perf" in getattr(item, "fixturenames", ()):
+        problem = None
+        try:
+            load_baseline(s.baseline_file(item.nodeid))
+        except PerfsuiteError as exc:
+            problem = str(exc)
+        if problem:
+            pytest.fail(problem, pytrace=False)
 
 
 @pytest.fixture(scope="session")
@@ -166,35 +195,77 @@ class PerfRecorder:
         """The hardware profile's name, for tests whose thresholds depend on it."""
         return self.session.profile.name
 
-    def measure(self, server: RunningServer, workload: str | Workload = "chat", load: Load | None = None, *,
-                thresholds: dict[str, str] | None = None, slo: SLO | None = None, repetitions: int | None = None,
-                max_error_rate: float = 0.0) -> dict:
+    def measure(
+        self,
+        server: RunningServer,
+        workload: str | Workload = "chat",
+        load: Load | None = None,
+        *,
+        thresholds: dict[str, str] | None = None,
+        slo: SLO | None = None,
+        repetitions: int | None = None,
+        max_error_rate: float = 0.0,
+    ) -> dict:
         s = self.session
         wl = get_workload(workload) if isinstance(workload, str) else workload
         load = load or Load.closed(8, requests=48)
         try:
-            m = measure(server.endpoint, server.protocol(wl.api), wl, load, s.prompts(), s.profile,
-                        repetitions=repetitions or s.options.repetitions, slo=slo or SLO(),
-                        gpus=server.settings.tensor_parallel_size, procs=server.process.tree,
-                        metrics_url=server.metrics_url, metric_names=server.metric_names,
-                        check_alive=server.process.check_alive, client_cpus=server.client_cpus)
+            m = measure(
+                server.endpoint,
+                server.protocol(wl.api),
+                wl,
+                load,
+                s.prompts(),
+                s.profile,
+                repetitions=repetitions or s.options.repetitions,
+                slo=slo or SLO(),
+                gpus=server.settings.tensor_parallel_size,
+                procs=server.process.tree,
+                metrics_url=server.metrics_url,
+                metric_names=server.metric_names,
+                check_alive=server.process.check_alive,
+                client_cpus=server.client_cpus,
+            )
         except PerfsuiteError as exc:
             pytest.fail(f"{server.framework}: {exc}", pytrace=False)
         model = Path(s.model).name if Path(s.model).exists() else s.model
-        m.update(test_id=self.node.nodeid, framework=server.framework, framework_version=server.version,
-                 model=model, engine=server.settings.to_dict(), notes=[], server_notes=list(server.notes))
-        m["provenance"] = provenance(framework=server.framework, framework_version=server.version, model=model,
-                                     workload=m["workload"], load=m["load"], engine=m["engine"],
-                                     price_per_hour=m["price_per_hour"], price_source=m["price_source"])
+        m.update(
+            test_id=self.node.nodeid,
+            framework=server.framework,
+            framework_version=server.version,
+            model=model,
+            engine=server.settings.to_dict(),
+            notes=[],
+            server_notes=list(server.notes),
+        )
+        m["provenance"] = provenance(
+            framework=server.framework,
+            framework_version=server.version,
+            model=model,
+            workload=m["workload"],
+            load=m["load"],
+            engine=m["engine"],
+            price_per_hour=m["price_per_hour"],
+            price_source=m["price_source"],
+        )
         if m["metrics"]["error_rate"] > max_error_rate:
             m["verdict"], m["failed"] = "errors", True
             s.measurements.append(m)
-            pytest.fail(f"{m['error_count']} request(s) failed (error rate {m['metrics']['error_rate']:.1%} > "
-                        f"{max_error_rate:.1%}); first: {m['errors'][:3]}", pytrace=False)
+            pytest.fail(
+                f"{m['error_count']} request(s) failed (error rate {m['metrics']['error_rate']:.1%} > "
+                f"{max_error_rate:.1%}); first: {m['errors'][:3]}",
+                pytrace=False,
+            )
         return self._judge(m, thresholds)
 
-    def measure_offline(self, framework: str = "vllm", workload: str = "throughput", requests: int = 64, *,
-                        thresholds: dict[str, str] | None = None) -> dict:
+    def measure_offline(
+        self,
+        framework: str = "vllm",
+        workload: str = "throughput",
+        requests: int = 64,
+        *,
+        thresholds: dict[str, str] | None = None,
+    ) -> dict:
         """Offline (in-process) throughput of `framework`, e.g. vllm.LLM.generate over a batch of prompts."""
         s = self.session
         plugin = s.frameworks.get(framework)
@@ -216,11 +287,28 @@ class PerfRecorder:
         metrics.setdefault("error_rate", 0.0)
         model = Path(s.model).name if Path(s.model).exists() else s.model
         load = {"arrival": "offline", "requests": requests, "output_tokens": out_tokens}
-        m = {"test_id": self.node.nodeid, "profile": s.profile.name, "framework": f"{framework}-offline",
-             "framework_version": plugin.version(), "model": model, "workload": wl.to_dict(), "load": load,
-             "engine": settings.to_dict(), "metrics": metrics, "repetitions": [metrics], "notes": []}
-        m["provenance"] = provenance(framework=m["framework"], framework_version=m["framework_version"], model=model,
-                                     workload=m["workload"], load=load, engine=m["engine"], price_per_hour=price)
+        m = {
+            "test_id": self.node.nodeid,
+            "profile": s.profile.name,
+            "framework": f"{framework}-offline",
+            "framework_version": plugin.version(),
+            "model": model,
+            "workload": wl.to_dict(),
+            "load": load,
+            "engine": settings.to_dict(),
+            "metrics": metrics,
+            "repetitions": [metrics],
+            "notes": [],
+        }
+        m["provenance"] = provenance(
+            framework=m["framework"],
+            framework_version=m["framework_version"],
+            model=model,
+            workload=m["workload"],
+            load=load,
+            engine=m["engine"],
+            price_per_hour=price,
+        )
         return self._judge(m, thresholds)
 
     def _judge(self, m: dict, thresholds: dict[str, str] | None) -> dict:
@@ -231,8 +319,11 @@ class PerfRecorder:
             pytest.fail(str(exc), pytrace=False)
         if m["failed"]:
             table = comparison_table([r.as_dict() for r in rows])
-            pytest.fail(f"perf {verdict}: {self.node.nodeid} on {s.profile.name} vs "
-                        f"{s.baseline_file(self.node.nodeid)}\n{table}", pytrace=False)
+            pytest.fail(
+                f"perf {verdict}: {self.node.nodeid} on {s.profile.name} vs "
+                f"{s.baseline_file(self.node.nodeid)}\n{table}",
+                pytrace=False,
+            )
         return m
 
 
@@ -258,8 +349,10 @@ def pytest_terminal_summary(terminalreporter, config: pytest.Config) -> None:
     tr.write_line(verdict_table(s.measurements))
     tr.write_sep("=", "perfsuite: selection matrix")
     tr.write_line(matrix_table(s.results()["matrix"]))
-    tr.write_line(f"price: ${s.profile.price_per_hour}/h per device ({s.profile.price_source}, {s.profile.price_date}); "
-                  f"model: {Path(s.model).name}")
+    tr.write_line(
+        f"price: ${s.profile.price_per_hour}/h per device ({s.profile.price_source}, {s.profile.price_date}); "
+        f"model: {Path(s.model).name}"
+    )
     for note in dict.fromkeys(n for m in s.measurements for n in m.get("server_notes", [])):
         tr.write_line(f"note: {note}")
     if s.written:

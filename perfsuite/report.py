@@ -30,21 +30,23 @@ def selection_matrix(measurements: list[dict]) -> list[dict]:
     for (framework, profile), ms in sorted(groups.items()):
         cap, lat = _best(ms, CAPACITY_WORKLOAD), _best(ms, LATENCY_WORKLOAD)
         mem = [m["metrics"].get("memory_utilization") for m in ms if m["metrics"].get("memory_utilization")]
-        rows.append({
-            "framework": framework,
-            "profile": profile,
-            "request_throughput": cap["metrics"]["request_throughput"],
-            "output_throughput": cap["metrics"]["output_throughput"],
-            "capacity_workload": cap["workload"]["name"],
-            "ttft_p50_ms": lat["metrics"]["ttft_p50_ms"],
-            "ttft_p99_ms": lat["metrics"]["ttft_p99_ms"],
-            "latency_workload": lat["workload"]["name"],
-            "memory_utilization": max(mem) if mem else None,
-            "cost_per_1m_requests": cap["metrics"]["cost_per_1m_requests"],
-            "cost_per_1m_output_tokens": cap["metrics"]["cost_per_1m_output_tokens"],
-            "best_for": [],
-            "uses": sorted({m["workload"]["name"] + ":" + m["workload"].get("use", "") for m in ms}),
-        })
+        rows.append(
+            {
+                "framework": framework,
+                "profile": profile,
+                "request_throughput": cap["metrics"]["request_throughput"],
+                "output_throughput": cap["metrics"]["output_throughput"],
+                "capacity_workload": cap["workload"]["name"],
+                "ttft_p50_ms": lat["metrics"]["ttft_p50_ms"],
+                "ttft_p99_ms": lat["metrics"]["ttft_p99_ms"],
+                "latency_workload": lat["workload"]["name"],
+                "memory_utilization": max(mem) if mem else None,
+                "cost_per_1m_requests": cap["metrics"]["cost_per_1m_requests"],
+                "cost_per_1m_output_tokens": cap["metrics"]["cost_per_1m_output_tokens"],
+                "best_for": [],
+                "uses": sorted({m["workload"]["name"] + ":" + m["workload"].get("use", "") for m in ms}),
+            }
+        )
     # Best for: per workload, the framework with the highest goodput (requests/s meeting the SLO).
     by_workload: dict[str, list[dict]] = {}
     for m in measurements:
@@ -75,13 +77,33 @@ def _fmt(v, digits=2) -> str:
 
 
 def matrix_table(rows: list[dict], fmt: str = "simple") -> str:
-    headers = ["framework", "gpu", "req/s", "out tok/s", "TTFT p50 ms", "TTFT p99 ms", "mem util",
-               "$/1M req", "$/1M out tok", "best for"]
-    body = [[r["framework"], r["profile"], _fmt(r["request_throughput"]), _fmt(r["output_throughput"], 0),
-             _fmt(r["ttft_p50_ms"], 1), _fmt(r["ttft_p99_ms"], 1),
-             "-" if r["memory_utilization"] is None else f"{r['memory_utilization']:.1%}",
-             _fmt(r["cost_per_1m_requests"]), _fmt(r["cost_per_1m_output_tokens"], 4),
-             "; ".join(r["best_for"]) or ("-" if len(rows) > 1 else "(needs 2+ frameworks)")] for r in rows]
+    headers = [
+        "framework",
+        "gpu",
+        "req/s",
+        "out tok/s",
+        "TTFT p50 ms",
+        "TTFT p99 ms",
+        "mem util",
+        "$/1M req",
+        "$/1M out tok",
+        "best for",
+    ]
+    body = [
+        [
+            r["framework"],
+            r["profile"],
+            _fmt(r["request_throughput"]),
+            _fmt(r["output_throughput"], 0),
+            _fmt(r["ttft_p50_ms"], 1),
+            _fmt(r["ttft_p99_ms"], 1),
+            "-" if r["memory_utilization"] is None else f"{r['memory_utilization']:.1%}",
+            _fmt(r["cost_per_1m_requests"]),
+            _fmt(r["cost_per_1m_output_tokens"], 4),
+            "; ".join(r["best_for"]) or ("-" if len(rows) > 1 else "(needs 2+ frameworks)"),
+        ]
+        for r in rows
+    ]
     return tabulate(body, headers=headers, tablefmt=fmt, disable_numparse=True)
 
 
@@ -90,9 +112,18 @@ def verdict_table(measurements: list[dict], fmt: str = "simple") -> str:
     body = []
     for m in measurements:
         x = m["metrics"]
-        body.append([m["test_id"].split("::")[-1], m.get("verdict", "-"), _fmt(x.get("request_throughput")),
-                     _fmt(x.get("output_throughput"), 0), _fmt(x.get("ttft_p50_ms"), 1), _fmt(x.get("tpot_p50_ms"), 2),
-                     _fmt(x.get("error_rate")), "; ".join(m.get("notes", []))[:80]])
+        body.append(
+            [
+                m["test_id"].split("::")[-1],
+                m.get("verdict", "-"),
+                _fmt(x.get("request_throughput")),
+                _fmt(x.get("output_throughput"), 0),
+                _fmt(x.get("ttft_p50_ms"), 1),
+                _fmt(x.get("tpot_p50_ms"), 2),
+                _fmt(x.get("error_rate")),
+                "; ".join(m.get("notes", []))[:80],
+            ]
+        )
     return tabulate(body, headers=headers, tablefmt=fmt, disable_numparse=True)
 
 
@@ -101,16 +132,39 @@ def comparison_table(rows: list[dict], fmt: str = "simple") -> str:
     body = []
     for r in rows:
         change = "-" if r["change_pct"] is None else f"{r['change_pct']:+.1f}%"
-        body.append([r["metric"], _fmt(r["baseline"], 3), _fmt(r["now"], 3), change, r["tolerance"],
-                     r["verdict"].upper() if r["verdict"] in ("regression", "missing", "breach") else r["verdict"]])
-    return tabulate(body, headers=["metric", "baseline", "now", "change", "tolerance", "verdict"],
-                    tablefmt=fmt, disable_numparse=True)
+        body.append(
+            [
+                r["metric"],
+                _fmt(r["baseline"], 3),
+                _fmt(r["now"], 3),
+                change,
+                r["tolerance"],
+                r["verdict"].upper() if r["verdict"] in ("regression", "missing", "breach") else r["verdict"],
+            ]
+        )
+    return tabulate(
+        body,
+        headers=["metric", "baseline", "now", "change", "tolerance", "verdict"],
+        tablefmt=fmt,
+        disable_numparse=True,
+    )
 
 
 def metrics_table(metrics: dict[str, float], fmt: str = "simple") -> str:
-    keys = ["request_throughput", "output_throughput", "total_token_throughput", "goodput", "error_rate",
-            *[f"{m}_p{p}_ms" for m in ("ttft", "tpot", "itl", "e2e") for p in (50, 90, 99)],
-            "memory_utilization", "memory_used_peak_gb", "kv_cache_usage_peak", "queue_depth_peak",
-            "prefix_cache_hit_rate", "cost_per_1m_requests", "cost_per_1m_output_tokens"]
+    keys = [
+        "request_throughput",
+        "output_throughput",
+        "total_token_throughput",
+        "goodput",
+        "error_rate",
+        *[f"{m}_p{p}_ms" for m in ("ttft", "tpot", "itl", "e2e") for p in (50, 90, 99)],
+        "memory_utilization",
+        "memory_used_peak_gb",
+        "kv_cache_usage_peak",
+        "queue_depth_peak",
+        "prefix_cache_hit_rate",
+        "cost_per_1m_requests",
+        "cost_per_1m_output_tokens",
+    ]
     body = [[k, _fmt(metrics[k], 4)] for k in keys if k in metrics]
     return tabulate(body, headers=["metric", "value"], tablefmt=fmt, disable_numparse=True)

@@ -31,8 +31,9 @@ __all__ = ["measure", "provenance"]
 def _git_commit() -> str:
     try:
         out = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5, check=True)
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], capture_output=True,
-                               text=True, timeout=5).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"], capture_output=True, text=True, timeout=5
+        ).stdout.strip()
         return out.stdout.strip() + ("+dirty" if dirty else "")
     except (OSError, subprocess.SubprocessError):
         return "unknown"
@@ -123,8 +124,11 @@ def measure(
     with _pinned(client_cpus):
         for i in range(repetitions):
             specs = prompts.requests(workload, count, seed=load.seed + i)
-            tel = Telemetry(procs=procs, metrics_url=metrics_url, names=metric_names,
-                            use_gpu=profile.kind == "gpu") if telemetry else None
+            tel = (
+                Telemetry(procs=procs, metrics_url=metrics_url, names=metric_names, use_gpu=profile.kind == "gpu")
+                if telemetry
+                else None
+            )
             if tel:
                 tel.start()
             try:

@@ -42,8 +42,13 @@ def http_ok(url: str, timeout_s: float = 2.0) -> bool:
         return False
 
 
-def wait_for(condition: Callable[[], bool], timeout_s: float, what: str, interval_s: float = 0.5,
-             abort: Callable[[], str | None] | None = None) -> None:
+def wait_for(
+    condition: Callable[[], bool],
+    timeout_s: float,
+    what: str,
+    interval_s: float = 0.5,
+    abort: Callable[[], str | None] | None = None,
+) -> None:
     """Poll `condition` until it is true; TimeoutError after `timeout_s`, or ServerError as soon as
     `abort` returns a reason (e.g. the process exited)."""
     deadline = time.monotonic() + timeout_s
@@ -66,9 +71,17 @@ def _die_with_parent() -> None:  # runs in the child between fork and exec
 class ServerProcess:
     """A server started as `argv`, logging to `log_path`, ready when `ready()` is true."""
 
-    def __init__(self, name: str, argv: Sequence[str], log_path: str | os.PathLike, ready: Callable[[], bool],
-                 env: dict[str, str] | None = None, start_timeout_s: float = 300.0, stop_timeout_s: float = 30.0,
-                 cwd: str | os.PathLike | None = None) -> None:
+    def __init__(
+        self,
+        name: str,
+        argv: Sequence[str],
+        log_path: str | os.PathLike,
+        ready: Callable[[], bool],
+        env: dict[str, str] | None = None,
+        start_timeout_s: float = 300.0,
+        stop_timeout_s: float = 30.0,
+        cwd: str | os.PathLike | None = None,
+    ) -> None:
         self.name = name
         self.argv = [str(a) for a in argv]
         self.log_path = Path(log_path)
@@ -84,11 +97,19 @@ class ServerProcess:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         with open(self.log_path, "ab") as log:
             self.proc = subprocess.Popen(
-                self.argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=self.env,
-                cwd=self.cwd, start_new_session=True, preexec_fn=_die_with_parent,
+                self.argv,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                env=self.env,
+                cwd=self.cwd,
+                start_new_session=True,
+                preexec_fn=_die_with_parent,
             )
         try:
-            wait_for(self.ready, self.start_timeout_s, f"{self.name} (pid {self.proc.pid})", abort=self._exited)
+            wait_for(
+                self._ready_and_known, self.start_timeout_s, f"{self.name} (pid {self.proc.pid})", abort=self._exited
+            )
         except BaseException as exc:
             tail = self.log_tail()
             self.stop()
@@ -98,6 +119,10 @@ class ServerProcess:
                 raise ServerError(str(exc), tail) from None
             raise
         return self
+
+    def _ready_and_known(self) -> bool:
+        self.tree()  # remember every descendant, so stop() finds them even if the server dies later
+        return self.ready()
 
     def _exited(self) -> str | None:
         if self.proc is not None and self.proc.poll() is not None:
@@ -137,10 +162,8 @@ class ServerProcess:
         self.tree()
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(self.proc.pid, signal.SIGTERM)
-        try:
+        with contextlib.suppress(subprocess.TimeoutExpired):
             self.proc.wait(timeout=self.stop_timeout_s)
-        except subprocess.TimeoutExpired:
-            pass
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(self.proc.pid, signal.SIGKILL)
         leftovers = [p for p in self._known.values() if _running(p)]

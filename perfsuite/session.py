@@ -53,8 +53,9 @@ def resolve_model(model: str | None, cache_dir: str | None = None) -> str:
             raise UsageError(f"--perf-model={model}: the folder has no config.json; point it at a model folder")
         return os.path.abspath(model)
     if model.startswith(("/", ".", "~")) or model.count("/") != 1:
-        raise UsageError(f"--perf-model={model}: no such folder; give an existing model folder, "
-                         "or a model id such as org/name")
+        raise UsageError(
+            f"--perf-model={model}: no such folder; give an existing model folder, or a model id such as org/name"
+        )
     return model  # a model id (org/name): the framework resolves it from a hub or a local cache
 
 
@@ -73,8 +74,9 @@ class ServerPool:
     def get(self, plugin: FrameworkPlugin, model: str, settings: EngineSettings) -> RunningServer:
         key = (plugin.name, model, settings)
         if key in self.failed:
-            raise ServerError(f"{plugin.name} failed to start earlier in this session with these settings:\n"
-                              f"{self.failed[key]}")
+            raise ServerError(
+                f"{plugin.name} failed to start earlier in this session with these settings:\n{self.failed[key]}"
+            )
         if self.current == key and self.server is not None and self.server.process.alive():
             return self.server
         self.close()
@@ -123,8 +125,11 @@ def judge(measurement: dict, baseline: dict | None, thresholds: dict[str, str], 
 def _config_mismatch(baseline: dict, measurement: dict) -> str:
     """What makes a baseline measure something else: another model, workload or load."""
     prov, now = baseline.get("provenance", {}), measurement.get("provenance", {})
-    diffs = [f"{k} was {prov[k]!r}, now {now.get(k)!r}" for k in ("model", "workload", "load")
-             if k in prov and prov[k] != now.get(k)]
+    diffs = [
+        f"{k} was {prov[k]!r}, now {now.get(k)!r}"
+        for k in ("model", "workload", "load")
+        if k in prov and prov[k] != now.get(k)
+    ]
     return "; ".join(diffs)
 
 
@@ -142,8 +147,9 @@ class PerfSession:
         if self.options.frameworks:
             unknown = [f for f in self.options.frameworks if f not in self.frameworks]
             if unknown:
-                raise UsageError(f"--frameworks: unknown {', '.join(unknown)}; installed: "
-                                 f"{', '.join(sorted(self.frameworks))}")
+                raise UsageError(
+                    f"--frameworks: unknown {', '.join(unknown)}; installed: {', '.join(sorted(self.frameworks))}"
+                )
             for name in self.options.frameworks:  # asked for by name: must be able to run
                 reason = self.frameworks[name].unavailable()
                 if reason:
@@ -195,8 +201,12 @@ class PerfSession:
         return measurement["verdict"], rows
 
     def results(self) -> dict:
-        return {"schema": 1, "profile": self.profile.name, "measurements": self.measurements,
-                "matrix": selection_matrix(self.measurements)}
+        return {
+            "schema": 1,
+            "profile": self.profile.name,
+            "measurements": self.measurements,
+            "matrix": selection_matrix(self.measurements),
+        }
 
     def write_results(self) -> Path | None:
         if not self.options.results:

@@ -169,13 +169,19 @@ class Telemetry:
                 memory_utilization=max(used) / total,
                 memory_source=self.samples[-1]["mem_source"],
             )
-        for key, name in (("kv_cache_usage", "kv_cache_usage_peak"), ("queue_depth", "queue_depth_peak"),
-                          ("running", "running_peak")):
+        for key, name in (
+            ("kv_cache_usage", "kv_cache_usage_peak"),
+            ("queue_depth", "queue_depth_peak"),
+            ("running", "running_peak"),
+        ):
             vals = [s[key] for s in self.samples if key in s]
             if vals:
                 out[name] = max(vals)
         if self.first_scrape is not None and self.last_scrape is not None:
-            q0, q1 = _first(self.first_scrape, self.names.prefix_queries), _first(self.last_scrape, self.names.prefix_queries)
+            q0, q1 = (
+                _first(self.first_scrape, self.names.prefix_queries),
+                _first(self.last_scrape, self.names.prefix_queries),
+            )
             h0, h1 = _first(self.first_scrape, self.names.prefix_hits), _first(self.last_scrape, self.names.prefix_hits)
             if None not in (q0, q1, h0, h1) and q1 > q0:
                 out["prefix_cache_hit_rate"] = (h1 - h0) / (q1 - q0)

@@ -47,7 +47,12 @@ class RequestSpec:
 def _range(value, what: str) -> tuple[int, int]:
     if isinstance(value, int):
         return (value, value)
-    if isinstance(value, list) and len(value) == 2 and all(isinstance(v, int) for v in value) and 0 < value[0] <= value[1]:
+    if (
+        isinstance(value, list)
+        and len(value) == 2
+        and all(isinstance(v, int) for v in value)
+        and 0 < value[0] <= value[1]
+    ):
         return (value[0], value[1])
     raise UsageError(f"workload field {what}: expected a positive integer or [lo, hi], got {value!r}")
 
@@ -89,7 +94,8 @@ class PromptBuilder:
 
     def __init__(self, tokenizer, corpus: str, seed: int = 0) -> None:
         self.tokenizer = tokenizer
-        self.ids = tokenizer.encode(corpus, add_special_tokens=False)
+        self.ids = tokenizer.encode(corpus, add_special_tokens=False, verbose=False)  # longer than the model: fine
+        self.seed = seed
         self.rng = random.Random(seed)
 
     def count(self, text: str) -> int:
@@ -114,6 +120,8 @@ class PromptBuilder:
     def requests(self, workload: Workload, count: int, seed: int = 0) -> list[RequestSpec]:
         """`count` requests for `workload`, deterministic for a given seed."""
         rng = random.Random(seed)
+        # The texts too: the same (builder seed, seed) gives the same prompts whatever was built before.
+        self.rng = random.Random(f"{self.seed}/{seed}")
         prefix = self.text(workload.shared_prefix_tokens) if workload.shared_prefix_tokens else ""
         specs = []
         for _ in range(count):

@@ -35,16 +35,35 @@ METRIC_NAMES = MetricNames(
 CPU_KV_CACHE_BYTES = 1 << 30
 
 
-def server_args(model: str, settings: EngineSettings, profile: HardwareProfile, port: int) -> tuple[list[str], list[str]]:
+def server_args(
+    model: str, settings: EngineSettings, profile: HardwareProfile, port: int
+) -> tuple[list[str], list[str]]:
     """The server's command line for these settings, and the settings it will not honour (with why)."""
     s = settings
-    args = [sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", model,
-            "--served-model-name", Path(model).name or model, "--host", "127.0.0.1", "--port", str(port),
-            "--seed", "0", "--disable-uvicorn-access-log"]
+    args = [
+        sys.executable,
+        "-m",
+        "vllm.entrypoints.openai.api_server",
+        "--model",
+        model,
+        "--served-model-name",
+        Path(model).name or model,
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--seed",
+        "0",
+        "--disable-uvicorn-access-log",
+    ]
     notes = []
-    for flag, value in (("--max-model-len", s.max_model_len), ("--max-num-seqs", s.max_num_seqs),
-                        ("--max-num-batched-tokens", s.max_num_batched_tokens), ("--dtype", s.dtype),
-                        ("--quantization", s.quantization)):
+    for flag, value in (
+        ("--max-model-len", s.max_model_len),
+        ("--max-num-seqs", s.max_num_seqs),
+        ("--max-num-batched-tokens", s.max_num_batched_tokens),
+        ("--dtype", s.dtype),
+        ("--quantization", s.quantization),
+    ):
         if value is not None:
             args += [flag, str(value)]
     if s.tensor_parallel_size != 1:
@@ -56,8 +75,10 @@ def server_args(model: str, settings: EngineSettings, profile: HardwareProfile, 
     if s.gpu_memory_utilization is not None:
         args += ["--gpu-memory-utilization", str(s.gpu_memory_utilization)]
         if profile.kind == "cpu":
-            notes.append(f"gpu_memory_utilization={s.gpu_memory_utilization} means a fraction of the CPU's "
-                         "NUMA-node memory on vLLM's CPU backend")
+            notes.append(
+                f"gpu_memory_utilization={s.gpu_memory_utilization} means a fraction of the CPU's "
+                "NUMA-node memory on vLLM's CPU backend"
+            )
     elif profile.kind == "cpu":
         args += ["--kv-cache-memory-bytes", str(CPU_KV_CACHE_BYTES)]
     args += list(s.extra_args)
@@ -81,27 +102,44 @@ class VLLMPlugin:
                 continue
         return "unknown"
 
-    def start(self, model: str, settings: EngineSettings, profile: HardwareProfile, workdir: Path,
-              start_timeout_s: float = 600.0) -> RunningServer:
+    def start(
+        self,
+        model: str,
+        settings: EngineSettings,
+        profile: HardwareProfile,
+        workdir: Path,
+        start_timeout_s: float = 600.0,
+    ) -> RunningServer:
         port = free_port()
         args, notes = server_args(model, settings, profile, port)
         base = f"http://127.0.0.1:{port}"
         env = child_env(VLLM_NO_USAGE_STATS="1", DO_NOT_TRACK="1", HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1")
         log = workdir / f"vllm-{port}.log"
-        proc = ServerProcess("vLLM server", args, log, ready=lambda: http_ok(base + "/health"), env=env,
-                             start_timeout_s=start_timeout_s, stop_timeout_s=30)
+        proc = ServerProcess(
+            "vLLM server",
+            args,
+            log,
+            ready=lambda: http_ok(base + "/health"),
+            env=env,
+            start_timeout_s=start_timeout_s,
+            stop_timeout_s=30,
+        )
         proc.start()
-        server = RunningServer(self.name, Endpoint(base, Path(model).name or model), proc, base + "/metrics",
-                               METRIC_NAMES, notes)
+        server = RunningServer(
+            self.name, Endpoint(base, Path(model).name or model), proc, base + "/metrics", METRIC_NAMES, notes
+        )
         if profile.kind == "cpu":
             server.client_cpus = place_cpu_processes(proc.tree())
             if server.client_cpus:
-                notes.append(f"CPU placement: engine on the cores vLLM bound, API server and load generator on "
-                             f"{sorted(server.client_cpus)}")
+                notes.append(
+                    f"CPU placement: engine on the cores vLLM bound, API server and load generator on "
+                    f"{sorted(server.client_cpus)}"
+                )
         return server
 
-    def offline(self, model: str, settings: EngineSettings, profile: HardwareProfile, prompts: list[str],
-                output_tokens: int) -> dict[str, float]:
+    def offline(
+        self, model: str, settings: EngineSettings, profile: HardwareProfile, prompts: list[str], output_tokens: int
+    ) -> dict[str, float]:
         """Throughput of vllm.LLM in this process (the offline batch mode)."""
         return offline_throughput(model, settings, prompts, output_tokens, profile.kind)
 
@@ -140,16 +178,25 @@ def place_cpu_processes(tree: list[psutil.Process]) -> set[int] | None:
         return None
 
 
-def offline_throughput(model: str, settings: EngineSettings, prompts: list[str], output_tokens: int,
-                       profile_kind: str = "cpu") -> dict[str, float]:
+def offline_throughput(
+    model: str, settings: EngineSettings, prompts: list[str], output_tokens: int, profile_kind: str = "cpu"
+) -> dict[str, float]:
     """vllm.LLM in this process: generate every prompt with exactly `output_tokens` tokens, timed here
     (RequestOutput.metrics is None in the V1 engine). Returns request and output-token throughput."""
     from vllm import LLM, SamplingParams
 
-    kw = {k: v for k, v in (("max_model_len", settings.max_model_len), ("max_num_seqs", settings.max_num_seqs),
-                            ("max_num_batched_tokens", settings.max_num_batched_tokens), ("dtype", settings.dtype),
-                            ("quantization", settings.quantization),
-                            ("enable_prefix_caching", settings.enable_prefix_caching)) if v is not None}
+    kw = {
+        k: v
+        for k, v in (
+            ("max_model_len", settings.max_model_len),
+            ("max_num_seqs", settings.max_num_seqs),
+            ("max_num_batched_tokens", settings.max_num_batched_tokens),
+            ("dtype", settings.dtype),
+            ("quantization", settings.quantization),
+            ("enable_prefix_caching", settings.enable_prefix_caching),
+        )
+        if v is not None
+    }
     if profile_kind == "cpu":
         kw["enforce_eager"] = True
     if settings.gpu_memory_utilization is not None:
@@ -170,5 +217,11 @@ def offline_throughput(model: str, settings: EngineSettings, prompts: list[str],
             shutdown()
         del llm
     produced = sum(len(o.outputs[0].token_ids) for o in outputs)
-    return {"requests": float(len(outputs)), "requests_ok": float(len(outputs)), "duration_s": wall, "request_throughput": len(outputs) / wall,
-            "output_throughput": produced / wall, "output_tokens_total": float(produced)}
+    return {
+        "requests": float(len(outputs)),
+        "requests_ok": float(len(outputs)),
+        "duration_s": wall,
+        "request_throughput": len(outputs) / wall,
+        "output_throughput": produced / wall,
+        "output_tokens_total": float(produced),
+    }

@@ -1,0 +1,113 @@
+"""The plugin's options and start-up checks, through pytester (no server is started here)."""
+
+import json
+
+import pytest
+
+PERF_TEST = """
+import pytest
+from perfsuite import Load
+
+@pytest.mark.perf
+def test_chat(serving, perf):
+    perf.measure(serving, "chat", Load.closed(2, requests=4))
+"""
+
+
+def test_unknown_gpu_profile_lists_the_valid_ones(pytester):
+    pytester.makepyfile("def test_x(): pass")
+    result = pytester.runpytest("--gpu=tpu-v9")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["*--gpu=tpu-v9: unknown hardware profile; valid profiles: *a100*cpu*h100*"])
+
+
+def test_gpu_profile_without_that_gpu_is_a_usage_error(pytester):
+    pytester.makepyfile("def test_x(): pass")
+    result = pytester.runpytest("--gpu=a100")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["*--gpu=a100-80gb asks for NVIDIA A100 80GB SXM, but no NVIDIA GPU was found*"])
+
+
+def test_options_can_be_set_in_the_ini_file(pytester):
+    pytester.makeini("[pytest]\nperf_gpu = h100\n")
+    pytester.makepyfile("def test_x(): pass")
+    result = pytester.runpytest()
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["*--gpu=h100 asks for NVIDIA H100 80GB SXM*"])
+
+
+def test_command_line_overrides_the_ini_file(pytester):
+    pytester.makeini("[pytest]\nperf_gpu = h100\n")
+    pytester.makepyfile("def test_x(): pass")
+    result = pytester.runpytest("--gpu=cpu")
+    result.assert_outcomes(passed=1)
+    result.stdout.fnmatch_lines(["perfsuite: gpu=cpu *frameworks=vllm*"])
+
+
+def test_unknown_framework_is_a_usage_error(pytester):
+    pytester.makepyfile("def test_x(): pass")
+    result = pytester.runpytest("--frameworks=vllm,sglang-nope")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["*--frameworks: unknown sglang-nope; installed: *vllm*"])
+
+
+@pytest.mark.parametrize("value", ["0", "three"])
+def test_bad_repetitions(pytester, value):
+    pytester.makepyfile("def test_x(): pass")
+    result = pytester.runpytest(f"--perf-repetitions={value}")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines([f"*--perf-repetitions={value}: *"])
+
+
+def test_not_perf_deselects_the_perf_tests(pytester):
+    pytester.makepyfile(PERF_TEST + "\ndef test_fast():\n    assert 1 + 1 == 2\n")
+    result = pytester.runpytest("-m", "not perf")
+    result.assert_outcomes(passed=1, deselected=1)
+
+
+def test_perf_marker_is_registered(pytester):
+    result = pytester.runpytest("--markers")
+    result.stdout.fnmatch_lines(["@pytest.mark.perf:*", "@pytest.mark.engine(**settings):*"])
+
+
+def test_missing_model_folder_fails_the_test_and_names_it(pytester):
+    pytester.makepyfile(PERF_TEST)
+    result = pytester.runpytest("--perf-model=/no/such/model")
+    result.assert_outcomes(errors=1)
+    result.stdout.fnmatch_lines(["*--perf-model=/no/such/model: no such folder*"])
+
+
+def test_malformed_baseline_fails_before_any_server_starts(pytester):
+    pytester.makepyfile(test_p=PERF_TEST)
+    folder = pytester.path / "baselines" / "cpu"
+    folder.mkdir(parents=True)
+    (folder / "test_p.py--test_chat[vllm].json").write_text('{"schema": 1, "metrics": ')
+    result = pytester.runpytest()
+    result.assert_outcomes(errors=1)
+    result.stdout.fnmatch_lines(["*baselines/cpu/test_p.py--test_chat[[]vllm[]].json: not valid JSON at line 1*"])
+    assert "During handling" not in result.stdout.str()
+    assert "selection matrix" not in result.stdout.str()  # nothing was measured
+
+
+def test_schema_invalid_baseline_names_the_field(pytester):
+    pytester.makepyfile(test_p=PERF_TEST)
+    folder = pytester.path / "baselines" / "cpu"
+    folder.mkdir(parents=True)
+    doc = {
+        "schema": 1,
+        "test_id": "x",
+        "profile": "cpu",
+        "provenance": {},
+        "metrics": {"request_throughput": {"value": "fast", "better": "higher", "tolerance": 0.1, "gated": True}},
+    }
+    (folder / "test_p.py--test_chat[vllm].json").write_text(json.dumps(doc))
+    result = pytester.runpytest()
+    result.assert_outcomes(errors=1)
+    result.stdout.fnmatch_lines(["*field metrics.request_throughput.value: 'fast' is not of type 'number'*"])
+
+
+def test_report_hook_is_silent_without_measurements(pytester):
+    pytester.makepyfile("def test_x(): pass")
+    result = pytester.runpytest()
+    result.assert_outcomes(passed=1)
+    assert "selection matrix" not in result.stdout.str()
