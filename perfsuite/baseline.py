@@ -138,9 +138,16 @@ def _round_up(x: float, digits: int = 4) -> float:
     return r if r >= x or math.isclose(r, x, rel_tol=1e-9) else round(r + 10.0**-digits, digits)
 
 
-def make_baseline(measurement: dict, gated: set[str] | None = None) -> dict:
-    """A baseline document from one measurement (as stored in the results JSON)."""
+def make_baseline(
+    measurement: dict, gated: set[str] | None = None, min_tolerance: dict[str, float] | None = None
+) -> dict:
+    """A baseline document from one measurement (as stored in the results JSON).
+
+    `gated` keeps an existing baseline's choice of gated metrics; `min_tolerance` is the hardware
+    profile's noise floor by metric unit (e.g. {"ms": 0.5}: no latency gated tighter than 50%).
+    """
     metrics = {}
+    on_cpu = measurement.get("device_kind") == "cpu"
     reps = measurement.get("repetitions", [])
     for name, value in measurement["metrics"].items():
         spec = METRICS.get(name)
@@ -152,8 +159,10 @@ def make_baseline(measurement: dict, gated: set[str] | None = None) -> dict:
             "value": value,
             "better": spec.better,
             "unit": spec.unit,
-            "gated": (name in gated) if gated is not None else spec.gated,
-            "tolerance": _round_up(min(MAX_TOLERANCE, max(spec.tolerance, CV_FACTOR * cv))),
+            "gated": (name in gated) if gated is not None else spec.gated and (spec.gated_on_cpu or not on_cpu),
+            "tolerance": _round_up(
+                min(MAX_TOLERANCE, max(spec.tolerance, (min_tolerance or {}).get(spec.unit, 0.0), CV_FACTOR * cv))
+            ),
             "cv": round(cv, 4),
             "repetitions": series,
         }

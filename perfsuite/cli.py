@@ -56,6 +56,15 @@ def read_results(path: str | os.PathLike) -> dict:
     return data
 
 
+def _min_tolerance(profile: str) -> dict[str, float]:
+    from perfsuite.hardware import resolve_profile
+
+    try:
+        return resolve_profile(profile).min_tolerance
+    except UsageError:
+        return {}  # a profile from a user's own catalog: no noise floor known here
+
+
 def _approve(args: argparse.Namespace) -> int:
     data = read_results(args.results)
     chosen = [m for m in data["measurements"] if not args.test or any(t in m["test_id"] for t in args.test)]
@@ -71,7 +80,7 @@ def _approve(args: argparse.Namespace) -> int:
             continue
         old = load_baseline(path)
         gated = {n for n, x in (old or {}).get("metrics", {}).items() if x["gated"]} or None
-        plans.append((path, make_baseline(m, gated), m))
+        plans.append((path, make_baseline(m, gated, _min_tolerance(m["profile"])), m))
     for path, doc, m in plans:
         if not args.dry_run:
             write_baseline(path, doc)

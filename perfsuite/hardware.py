@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import os
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 
@@ -26,6 +26,7 @@ class HardwareProfile:
     price_source: str
     price_date: str
     nvml_names: tuple[str, ...] = ()
+    min_tolerance: dict = field(default_factory=dict)  # noise floor of baseline tolerances, by metric unit
 
 
 def load_catalog(path: str | os.PathLike | None = None) -> tuple[dict[str, HardwareProfile], dict]:
@@ -57,6 +58,7 @@ def load_catalog(path: str | os.PathLike | None = None) -> tuple[dict[str, Hardw
                 price_source=entry["price_source"],
                 price_date=entry["price_date"],
                 nvml_names=tuple(entry.get("nvml_names", ())),
+                min_tolerance={unit: float(v) for unit, v in entry.get("min_tolerance", {}).items()},
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise UsageError(f"hardware catalog {where}: profile {name!r} is missing or has a bad field {exc}") from exc

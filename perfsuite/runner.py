@@ -148,6 +148,7 @@ def measure(
     metrics = {k: _median([r.get(k) for r in reps]) for k in reps[0]}
     return {
         "profile": profile.name,
+        "device_kind": profile.kind,
         "workload": workload.to_dict(),
         "load": load.to_dict(),
         "slo": asdict(slo),

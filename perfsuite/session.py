@@ -195,7 +195,7 @@ class PerfSession:
                 measurement.setdefault("notes", []).append("baseline not written: some requests failed")
             else:
                 gated = {n for n, m in (baseline or {}).get("metrics", {}).items() if m["gated"]} or None
-                self.written.append(write_baseline(path, make_baseline(measurement, gated)))
+                self.written.append(write_baseline(path, make_baseline(measurement, gated, self.profile.min_tolerance)))
                 measurement["failed"] = False
                 measurement["verdict"] += " -> baseline written"
         return measurement["verdict"], rows
