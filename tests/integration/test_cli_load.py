@@ -1,0 +1,50 @@
+"""`perfsuite load` against a real vLLM server that is already running (as in a cluster deployment)."""
+
+import json
+import tempfile
+from pathlib import Path
+
+import pytest
+
+from perfsuite.cli import main
+from perfsuite.frameworks import EngineSettings
+from perfsuite.hardware import resolve_profile
+from perfsuite.model import build_model
+from perfsuite_plugins.vllm import VLLMPlugin
+
+pytestmark = pytest.mark.perf
+SECRET = "sk-perfsuite-test-0123456789"
+
+
+@pytest.fixture(scope="module")
+def running_server():
+    model = str(build_model())
+    server = VLLMPlugin().start(model, EngineSettings(), resolve_profile("cpu"), Path(tempfile.mkdtemp()))
+    yield server, model
+    server.stop()
+
+
+def test_load_command_measures_an_endpoint(running_server, tmp_path, capsys, monkeypatch):
+    server, model = running_server
+    monkeypatch.setenv("PERFSUITE_API_KEY", SECRET)
+    out = tmp_path / "load.json"
+    argv = ["load", "--url", server.endpoint.base_url, "--model", server.endpoint.model, "--tokenizer", model,
+            "--workload", "rag", "--requests", "16", "--warmup", "2", "--json", str(out)]
+    assert main(argv) == 0
+    printed = capsys.readouterr().out
+    assert "request_throughput" in printed and "prefix_cache_hit_rate" in printed
+    text = out.read_text()
+    assert SECRET not in printed and SECRET not in text
+    m = json.loads(text)["measurements"][0]
+    assert m["metrics"]["requests_ok"] == 16 and m["error_count"] == 0
+    assert m["metrics"]["mean_input_tokens"] > 512  # the shared 512-token document plus a question
+    assert m["metrics"]["prefix_cache_hit_rate"] > 0.5  # every request shares the document
+
+
+def test_load_command_poisson_arrivals(running_server, capsys):
+    server, model = running_server
+    argv = ["load", "--url", server.endpoint.base_url, "--model", server.endpoint.model, "--tokenizer", model,
+            "--workload", "chat", "--arrival", "poisson", "--rate", "20", "--requests", "12", "--warmup", "0",
+            "--no-metrics"]
+    assert main(argv) == 0
+    assert "ttft_p50_ms" in capsys.readouterr().out

@@ -1,0 +1,108 @@
+"""The perfsuite command: cost arithmetic and approving results files (no server needed)."""
+
+import json
+
+import pytest
+
+from perfsuite.baseline import baseline_path, load_baseline
+from perfsuite.cli import main
+
+
+def _measurement(test_id="tests/perf/test_x.py::test_chat[vllm]", rps=20.0, error_rate=0.0):
+    return {
+        "test_id": test_id,
+        "profile": "cpu",
+        "device_kind": "cpu",
+        "metrics": {"request_throughput": rps, "output_throughput": rps * 64, "ttft_p50_ms": 15.0,
+                    "error_rate": error_rate, "memory_utilization": 0.1},
+        "repetitions": [{"request_throughput": rps * f} for f in (0.98, 1.0, 1.02)],
+        "provenance": {"git_commit": "abc123", "model": "tiny", "workload": {"name": "chat"}, "load": {}},
+        "verdict": "regression",
+    }
+
+
+def _results(tmp_path, *measurements):
+    path = tmp_path / "results.json"
+    path.write_text(json.dumps({"schema": 1, "profile": "cpu", "measurements": list(measurements)}))
+    return path
+
+
+def test_cost_worked_example(capsys):
+    assert main(["cost", "--price-per-hour", "4.10", "--rps", "140", "--output-tokens", "512"]) == 0
+    out = capsys.readouterr().out
+    assert "$8.13" in out
+    assert "$0.0159" in out  # 4.10 / (140 * 512 * 3600) * 1e6
+
+
+def test_approve_writes_baselines_from_a_results_file(tmp_path, capsys):
+    results = _results(tmp_path, _measurement())
+    assert main(["approve", str(results), "--baseline-dir", str(tmp_path / "b")]) == 0
+    doc = load_baseline(baseline_path(tmp_path / "b", "cpu", "tests/perf/test_x.py::test_chat[vllm]"))
+    assert doc["metrics"]["request_throughput"]["value"] == 20.0
+    assert doc["metrics"]["request_throughput"]["repetitions"] == pytest.approx([19.6, 20.0, 20.4])
+    assert doc["metrics"]["request_throughput"]["tolerance"] >= 0.2  # the cpu profile's noise floor
+    assert doc["metrics"]["ttft_p50_ms"]["tolerance"] >= 0.5
+    assert doc["metrics"]["memory_utilization"]["gated"] is False  # process memory on the CPU: not gated
+    assert doc["provenance"]["git_commit"] == "abc123"
+    assert "wrote" in capsys.readouterr().out
+
+
+def test_approve_keeps_the_gated_choice_of_the_old_baseline(tmp_path):
+    results = _results(tmp_path, _measurement())
+    main(["approve", str(results), "--baseline-dir", str(tmp_path / "b")])
+    path = baseline_path(tmp_path / "b", "cpu", "tests/perf/test_x.py::test_chat[vllm]")
+    doc = json.loads(path.read_text())
+    doc["metrics"]["ttft_p50_ms"]["gated"] = False
+    path.write_text(json.dumps(doc))
+    main(["approve", str(_results(tmp_path, _measurement(rps=25.0))), "--baseline-dir", str(tmp_path / "b")])
+    doc = load_baseline(path)
+    assert doc["metrics"]["request_throughput"]["value"] == 25.0
+    assert doc["metrics"]["ttft_p50_ms"]["gated"] is False
+
+
+def test_approve_dry_run_writes_nothing(tmp_path, capsys):
+    results = _results(tmp_path, _measurement())
+    assert main(["approve", str(results), "--baseline-dir", str(tmp_path / "b"), "--dry-run"]) == 0
+    assert not (tmp_path / "b").exists()
+    assert "would write" in capsys.readouterr().out
+
+
+def test_approve_skips_runs_with_failed_requests(tmp_path, capsys):
+    results = _results(tmp_path, _measurement(error_rate=0.25))
+    assert main(["approve", str(results), "--baseline-dir", str(tmp_path / "b")]) == 0
+    assert not (tmp_path / "b").exists()
+    assert "skipped: the run had failed requests" in capsys.readouterr().out
+
+
+def test_approve_selects_tests(tmp_path):
+    results = _results(tmp_path, _measurement(), _measurement(test_id="tests/perf/test_x.py::test_rag[vllm]"))
+    assert main(["approve", str(results), "--baseline-dir", str(tmp_path / "b"), "--test", "test_rag"]) == 0
+    assert [p.name for p in (tmp_path / "b" / "cpu").iterdir()] == ["tests.perf.test_x.py--test_rag[vllm].json"]
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        ("{not json", "not valid JSON (line 1"),
+        ('{"schema": 1}', "no 'measurements' list"),
+        ('{"measurements": [{"test_id": "x", "profile": "cpu"}]}', "measurements[0] has no field 'metrics'"),
+    ],
+)
+def test_approve_rejects_bad_results_files(tmp_path, capsys, content, message):
+    path = tmp_path / "r.json"
+    path.write_text(content)
+    assert main(["approve", str(path), "--baseline-dir", str(tmp_path / "b")]) == 2
+    err = capsys.readouterr().err
+    assert str(path) in err and message in err
+    assert not (tmp_path / "b").exists()
+
+
+def test_approve_missing_file(tmp_path, capsys):
+    assert main(["approve", str(tmp_path / "nope.json")]) == 2
+    assert "cannot read it" in capsys.readouterr().err
+
+
+def test_load_needs_an_existing_tokenizer_folder(tmp_path, capsys):
+    code = main(["load", "--url", "http://127.0.0.1:9", "--model", "m", "--tokenizer", str(tmp_path / "none")])
+    assert code == 2
+    assert "--tokenizer" in capsys.readouterr().err
