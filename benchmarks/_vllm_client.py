@@ -32,6 +32,14 @@ if __name__ == "__main__":
     parser = FlexibleArgumentParser()
     serve.add_cli_args(parser)
     result = serve.main(parser.parse_args(argv))
-    keys = ("completed", "total_output_tokens", "request_throughput", "output_throughput", "median_ttft_ms",
-            "median_tpot_ms", "median_itl_ms", "duration")
+    keys = (
+        "completed",
+        "total_output_tokens",
+        "request_throughput",
+        "output_throughput",
+        "median_ttft_ms",
+        "median_tpot_ms",
+        "median_itl_ms",
+        "duration",
+    )
     print("RESULT " + json.dumps({**{k: result.get(k) for k in keys}, **spent}))

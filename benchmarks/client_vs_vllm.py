@@ -19,6 +19,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from perfsuite_plugins.vllm import VLLMPlugin
 from tabulate import tabulate
 from transformers import AutoTokenizer
 
@@ -28,7 +29,6 @@ from perfsuite.loadgen import Load, OpenAIProtocol, run_load
 from perfsuite.metrics import summarize
 from perfsuite.model import build_model, corpus_text
 from perfsuite.workloads import PromptBuilder, get_workload
-from perfsuite_plugins.vllm import VLLMPlugin
 
 HERE = Path(__file__).parent
 
@@ -41,26 +41,66 @@ def ours(server, prompts, n, concurrency, seed):
     cpu = time.process_time() - cpu0
     m = summarize(records, wall)
     tokens = sum(r.output_tokens or 0 for r in records)
-    return {"client": "perfsuite", "cpu_s": cpu, "tokens": tokens, "ttft_ms": m["ttft_p50_ms"],
-            "tpot_ms": m["tpot_p50_ms"], "out_tok_s": m["output_throughput"], "req_s": m["request_throughput"],
-            "errors": m["requests"] - m["requests_ok"]}
+    return {
+        "client": "perfsuite",
+        "cpu_s": cpu,
+        "tokens": tokens,
+        "ttft_ms": m["ttft_p50_ms"],
+        "tpot_ms": m["tpot_p50_ms"],
+        "out_tok_s": m["output_throughput"],
+        "req_s": m["request_throughput"],
+        "errors": m["requests"] - m["requests_ok"],
+    }
 
 
 def vllms(server, model, n, concurrency, seed, cpus):
-    cmd = [sys.executable, str(HERE / "_vllm_client.py"), "--pin-cpus", ",".join(map(str, sorted(cpus))),
-           "--backend", "vllm", "--base-url", server.endpoint.base_url, "--model", server.endpoint.model,
-           "--tokenizer", model, "--dataset-name", "random", "--random-input-len", "128",
-           "--random-output-len", "128", "--random-range-ratio", "0", "--num-prompts", str(n),
-           "--max-concurrency", str(concurrency), "--ignore-eos", "--num-warmups", "0", "--seed", str(seed),
-           "--disable-tqdm"]
+    cmd = [
+        sys.executable,
+        str(HERE / "_vllm_client.py"),
+        "--pin-cpus",
+        ",".join(map(str, sorted(cpus))),
+        "--backend",
+        "vllm",
+        "--base-url",
+        server.endpoint.base_url,
+        "--model",
+        server.endpoint.model,
+        "--tokenizer",
+        model,
+        "--dataset-name",
+        "random",
+        "--random-input-len",
+        "128",
+        "--random-output-len",
+        "128",
+        "--random-range-ratio",
+        "0",
+        "--num-prompts",
+        str(n),
+        "--max-concurrency",
+        str(concurrency),
+        "--ignore-eos",
+        "--num-warmups",
+        "0",
+        "--seed",
+        str(seed),
+        "--disable-tqdm",
+    ]
     out = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
     line = next((x for x in out.stdout.splitlines() if x.startswith("RESULT ")), None)
     if line is None:
         raise RuntimeError(f"vLLM's client failed:\n{out.stdout[-2000:]}\n{out.stderr[-3000:]}")
     r = json.loads(line[7:])
-    return {"client": "vllm bench", "cpu_s": r["cpu_s"], "tokens": r["total_output_tokens"],
-            "ttft_ms": r["median_ttft_ms"], "tpot_ms": r["median_tpot_ms"], "out_tok_s": r["output_throughput"],
-            "req_s": r["request_throughput"], "errors": n - r["completed"]}
+    return {
+        "client": "vllm bench",
+        "cpu_s": r["cpu_s"],
+        "tokens": r["total_output_tokens"],
+        "ttft_ms": r["median_ttft_ms"],
+        "tpot_ms": r["median_tpot_ms"],
+        "out_tok_s": r["output_throughput"],
+        "req_s": r["request_throughput"],
+        "errors": n - r["completed"],
+    }
 
 
 def main() -> None:
@@ -90,14 +130,42 @@ def main() -> None:
         rs = [r for r in rows if r["client"] == client]
         med[client] = {k: statistics.median(r[k] for r in rs) for k in ("ttft_ms", "tpot_ms", "out_tok_s", "req_s")}
         med[client]["cpu_per_1k"] = statistics.median(r["cpu_s"] / r["tokens"] * 1000 for r in rs)
-        table.append([client, len(rs), f"{med[client]['cpu_per_1k'] * 1000:.1f}", f"{med[client]['ttft_ms']:.2f}",
-                      f"{med[client]['tpot_ms']:.3f}", f"{med[client]['out_tok_s']:.0f}", f"{med[client]['req_s']:.2f}",
-                      sum(r["errors"] for r in rs)])
-    print(tabulate(table, headers=["client", "rounds", "client CPU ms / 1k out tok (median)", "TTFT p50 ms",
-                                   "TPOT p50 ms", "out tok/s", "req/s", "failed"], tablefmt="github"))
+        table.append(
+            [
+                client,
+                len(rs),
+                f"{med[client]['cpu_per_1k'] * 1000:.1f}",
+                f"{med[client]['ttft_ms']:.2f}",
+                f"{med[client]['tpot_ms']:.3f}",
+                f"{med[client]['out_tok_s']:.0f}",
+                f"{med[client]['req_s']:.2f}",
+                sum(r["errors"] for r in rs),
+            ]
+        )
+    print(
+        tabulate(
+            table,
+            headers=[
+                "client",
+                "rounds",
+                "client CPU ms / 1k out tok (median)",
+                "TTFT p50 ms",
+                "TPOT p50 ms",
+                "out tok/s",
+                "req/s",
+                "failed",
+            ],
+            tablefmt="github",
+        )
+    )
     a, b = med["perfsuite"], med["vllm bench"]
-    print(tabulate([[k, f"{(a[k] / b[k] - 1) * 100:+.1f}%"] for k in ("cpu_per_1k", "ttft_ms", "tpot_ms", "out_tok_s")],
-                   headers=["perfsuite vs vllm bench", "difference"], tablefmt="github"))
+    print(
+        tabulate(
+            [[k, f"{(a[k] / b[k] - 1) * 100:+.1f}%"] for k in ("cpu_per_1k", "ttft_ms", "tpot_ms", "out_tok_s")],
+            headers=["perfsuite vs vllm bench", "difference"],
+            tablefmt="github",
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -12,6 +12,7 @@ import tempfile
 from pathlib import Path
 
 import psutil
+from perfsuite_plugins.vllm import VLLMPlugin
 from tabulate import tabulate
 from transformers import AutoTokenizer
 
@@ -21,7 +22,6 @@ from perfsuite.loadgen import Load, OpenAIProtocol
 from perfsuite.model import build_model, corpus_text
 from perfsuite.runner import measure
 from perfsuite.workloads import PromptBuilder, get_workload
-from perfsuite_plugins.vllm import VLLMPlugin
 
 PROFILE = resolve_profile("cpu")
 WORKLOADS = ("chat", "throughput")
@@ -43,8 +43,17 @@ def unplace(server) -> None:
 
 def one_run(server, prompts, workload, seed):
     wl = get_workload(workload)
-    m = measure(server.endpoint, OpenAIProtocol(wl.api), wl, Load.closed(8, requests=48, seed=seed), prompts,
-                PROFILE, repetitions=1, client_cpus=server.client_cpus, telemetry=False)
+    m = measure(
+        server.endpoint,
+        OpenAIProtocol(wl.api),
+        wl,
+        Load.closed(8, requests=48, seed=seed),
+        prompts,
+        PROFILE,
+        repetitions=1,
+        client_cpus=server.client_cpus,
+        telemetry=False,
+    )
     return m["metrics"]["request_throughput"], m["metrics"]["ttft_p50_ms"]
 
 
@@ -84,11 +93,36 @@ def main() -> None:
     rows = []
     for (mode, w), xs in results.items():
         rps, ttft = [x[0] for x in xs], [x[1] for x in xs]
-        rows.append([mode, w, len(xs), f"{statistics.median(rps):.2f}", f"{min(rps):.2f}-{max(rps):.2f}",
-                     f"{cv(rps):.1%}", f"{statistics.median(ttft):.1f}", f"{min(ttft):.1f}-{max(ttft):.1f}",
-                     f"{cv(ttft):.1%}"])
-    print(tabulate(rows, headers=["mode", "workload", "runs", "req/s median", "req/s range", "req/s CV",
-                                  "TTFT p50 median ms", "TTFT p50 range", "TTFT p50 CV"], tablefmt="github"))
+        rows.append(
+            [
+                mode,
+                w,
+                len(xs),
+                f"{statistics.median(rps):.2f}",
+                f"{min(rps):.2f}-{max(rps):.2f}",
+                f"{cv(rps):.1%}",
+                f"{statistics.median(ttft):.1f}",
+                f"{min(ttft):.1f}-{max(ttft):.1f}",
+                f"{cv(ttft):.1%}",
+            ]
+        )
+    print(
+        tabulate(
+            rows,
+            headers=[
+                "mode",
+                "workload",
+                "runs",
+                "req/s median",
+                "req/s range",
+                "req/s CV",
+                "TTFT p50 median ms",
+                "TTFT p50 range",
+                "TTFT p50 CV",
+            ],
+            tablefmt="github",
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -35,54 +35,52 @@ METRIC_NAMES = MetricNames(
 CPU_KV_CACHE_BYTES = 1 << 30
 
 
-def server_args(
-    model: str, settings: EngineSettings, profile: HardwareProfile, port: int
-) -> tuple[list[str], list[str]]:
-    """The server's command line for these settings, and the settings it will not honour (with why)."""
+def engine_kwargs(settings: EngineSettings, profile_kind: str) -> tuple[dict, list[str]]:
+    """vLLM engine arguments (EngineArgs names) for these settings, and notes on how they are read."""
     s = settings
-    args = [
-        sys.executable,
-        "-m",
-        "vllm.entrypoints.openai.api_server",
-        "--model",
-        model,
-        "--served-model-name",
-        Path(model).name or model,
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(port),
-        "--seed",
-        "0",
-        "--disable-uvicorn-access-log",
-    ]
-    notes = []
-    for flag, value in (
-        ("--max-model-len", s.max_model_len),
-        ("--max-num-seqs", s.max_num_seqs),
-        ("--max-num-batched-tokens", s.max_num_batched_tokens),
-        ("--dtype", s.dtype),
-        ("--quantization", s.quantization),
-    ):
-        if value is not None:
-            args += [flag, str(value)]
+    kw = {
+        k: v
+        for k, v in (
+            ("max_model_len", s.max_model_len),
+            ("max_num_seqs", s.max_num_seqs),
+            ("max_num_batched_tokens", s.max_num_batched_tokens),
+            ("dtype", s.dtype),
+            ("quantization", s.quantization),
+            ("enable_prefix_caching", s.enable_prefix_caching),
+            ("gpu_memory_utilization", s.gpu_memory_utilization),
+        )
+        if v is not None
+    }
     if s.tensor_parallel_size != 1:
-        args += ["--tensor-parallel-size", str(s.tensor_parallel_size)]
-    if s.enable_prefix_caching is not None:
-        args.append("--enable-prefix-caching" if s.enable_prefix_caching else "--no-enable-prefix-caching")
-    if profile.kind == "cpu":
-        args.append("--enforce-eager")
-    if s.gpu_memory_utilization is not None:
-        args += ["--gpu-memory-utilization", str(s.gpu_memory_utilization)]
-        if profile.kind == "cpu":
+        kw["tensor_parallel_size"] = s.tensor_parallel_size
+    notes = []
+    if profile_kind == "cpu":
+        kw["enforce_eager"] = True
+        if s.gpu_memory_utilization is None:
+            kw["kv_cache_memory_bytes"] = CPU_KV_CACHE_BYTES
+        else:
             notes.append(
                 f"gpu_memory_utilization={s.gpu_memory_utilization} means a fraction of the CPU's "
                 "NUMA-node memory on vLLM's CPU backend"
             )
-    elif profile.kind == "cpu":
-        args += ["--kv-cache-memory-bytes", str(CPU_KV_CACHE_BYTES)]
-    args += list(s.extra_args)
-    return args, notes
+    return kw, notes
+
+
+def server_args(
+    model: str, settings: EngineSettings, profile: HardwareProfile, port: int
+) -> tuple[list[str], list[str]]:
+    """The server's command line for these settings, and notes on how vLLM reads them."""
+    args = [sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", model]
+    args += ["--served-model-name", Path(model).name or model, "--host", "127.0.0.1", "--port", str(port)]
+    args += ["--seed", "0", "--disable-uvicorn-access-log"]
+    kw, notes = engine_kwargs(settings, profile.kind)
+    for name, value in kw.items():
+        flag = "--" + name.replace("_", "-")
+        if isinstance(value, bool):
+            args.append(flag if value else "--no-" + flag[2:])
+        else:
+            args += [flag, str(value)]
+    return args + list(settings.extra_args), notes
 
 
 class VLLMPlugin:
@@ -185,25 +183,8 @@ def offline_throughput(
     (RequestOutput.metrics is None in the V1 engine). Returns request and output-token throughput."""
     from vllm import LLM, SamplingParams
 
-    kw = {
-        k: v
-        for k, v in (
-            ("max_model_len", settings.max_model_len),
-            ("max_num_seqs", settings.max_num_seqs),
-            ("max_num_batched_tokens", settings.max_num_batched_tokens),
-            ("dtype", settings.dtype),
-            ("quantization", settings.quantization),
-            ("enable_prefix_caching", settings.enable_prefix_caching),
-        )
-        if v is not None
-    }
-    if profile_kind == "cpu":
-        kw["enforce_eager"] = True
-    if settings.gpu_memory_utilization is not None:
-        kw["gpu_memory_utilization"] = settings.gpu_memory_utilization
-    elif profile_kind == "cpu":
-        kw["kv_cache_memory_bytes"] = CPU_KV_CACHE_BYTES
-    llm = LLM(model=model, seed=0, tensor_parallel_size=settings.tensor_parallel_size, **kw)
+    kw, _ = engine_kwargs(settings, profile_kind)
+    llm = LLM(model=model, seed=0, **kw)
     try:
         params = SamplingParams(max_tokens=output_tokens, min_tokens=output_tokens, ignore_eos=True, temperature=0)
         llm.generate(prompts[:4], params, use_tqdm=False)  # warm-up, not counted

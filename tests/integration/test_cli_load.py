@@ -5,12 +5,12 @@ import tempfile
 from pathlib import Path
 
 import pytest
+from perfsuite_plugins.vllm import VLLMPlugin
 
 from perfsuite.cli import main
 from perfsuite.frameworks import EngineSettings
 from perfsuite.hardware import resolve_profile
 from perfsuite.model import build_model
-from perfsuite_plugins.vllm import VLLMPlugin
 
 pytestmark = pytest.mark.perf
 SECRET = "sk-perfsuite-test-0123456789"
@@ -28,8 +28,23 @@ def test_load_command_measures_an_endpoint(running_server, tmp_path, capsys, mon
     server, model = running_server
     monkeypatch.setenv("PERFSUITE_API_KEY", SECRET)
     out = tmp_path / "load.json"
-    argv = ["load", "--url", server.endpoint.base_url, "--model", server.endpoint.model, "--tokenizer", model,
-            "--workload", "rag", "--requests", "16", "--warmup", "2", "--json", str(out)]
+    argv = [
+        "load",
+        "--url",
+        server.endpoint.base_url,
+        "--model",
+        server.endpoint.model,
+        "--tokenizer",
+        model,
+        "--workload",
+        "rag",
+        "--requests",
+        "16",
+        "--warmup",
+        "2",
+        "--json",
+        str(out),
+    ]
     assert main(argv) == 0
     printed = capsys.readouterr().out
     assert "request_throughput" in printed and "prefix_cache_hit_rate" in printed
@@ -43,8 +58,25 @@ def test_load_command_measures_an_endpoint(running_server, tmp_path, capsys, mon
 
 def test_load_command_poisson_arrivals(running_server, capsys):
     server, model = running_server
-    argv = ["load", "--url", server.endpoint.base_url, "--model", server.endpoint.model, "--tokenizer", model,
-            "--workload", "chat", "--arrival", "poisson", "--rate", "20", "--requests", "12", "--warmup", "0",
-            "--no-metrics"]
+    argv = [
+        "load",
+        "--url",
+        server.endpoint.base_url,
+        "--model",
+        server.endpoint.model,
+        "--tokenizer",
+        model,
+        "--workload",
+        "chat",
+        "--arrival",
+        "poisson",
+        "--rate",
+        "20",
+        "--requests",
+        "12",
+        "--warmup",
+        "0",
+        "--no-metrics",
+    ]
     assert main(argv) == 0
     assert "ttft_p50_ms" in capsys.readouterr().out
