@@ -80,6 +80,8 @@ def vllms(server, model, n, concurrency, seed, cpus):
         "--max-concurrency",
         str(concurrency),
         "--ignore-eos",
+        "--temperature",
+        "0",  # greedy, as perfsuite sends: sampling costs the server time and would skew the comparison
         "--num-warmups",
         "0",
         "--seed",
