@@ -155,7 +155,7 @@ def place_cpu_processes(tree: list[psutil.Process]) -> set[int] | None:
     the EngineCore process (which spins waiting on the worker) lands beside the API server half of
     the time, and the API server then streams nothing until a request ends: measured on 2 cores,
     throughput swung between 3 and 19 req/s. With EngineCore on the worker's cores and the API server
-    and the load generator on the rest, five repeated runs stayed within 2% (docs/cpu-placement.md).
+    and the load generator on the rest, repeated runs agree within a few percent (benchmarks/RESULTS.md).
     """
     try:
         everything = set(os.sched_getaffinity(0))

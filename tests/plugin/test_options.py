@@ -111,3 +111,26 @@ def test_report_hook_is_silent_without_measurements(pytester):
     result = pytester.runpytest()
     result.assert_outcomes(passed=1)
     assert "selection matrix" not in result.stdout.str()
+
+
+def _hide_vllm(monkeypatch):
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "vllm" else real(name, *a))
+
+
+def test_framework_not_installed_skips_its_tests(pytester, monkeypatch):
+    _hide_vllm(monkeypatch)
+    pytester.makepyfile(PERF_TEST)
+    result = pytester.runpytest("-rs")  # in-process, so the monkeypatch applies
+    result.assert_outcomes(skipped=1)
+    result.stdout.fnmatch_lines(["*vllm: vLLM is not installed (pip install vllm*"])
+
+
+def test_framework_asked_for_by_name_but_not_installed_is_an_error(pytester, monkeypatch):
+    _hide_vllm(monkeypatch)
+    pytester.makepyfile(PERF_TEST)
+    result = pytester.runpytest("--frameworks=vllm")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["*--frameworks=vllm: vLLM is not installed*"])
