@@ -158,6 +158,33 @@ def _load(args: argparse.Namespace) -> int:
     return 1 if m["error_count"] else 0
 
 
+def _roofline(args: argparse.Namespace) -> int:
+    from importlib import resources
+
+    from perfsuite.hardware import resolve_profile
+    from perfsuite.roofline import Device, ModelShape, roofline
+
+    if args.model == "llama-3.1-8b":
+        config = json.loads(resources.files("perfsuite").joinpath("data/models/llama-3.1-8b.json").read_text())
+    elif Path(args.model).exists():
+        config = args.model
+    else:
+        raise UsageError(f"--model {args.model}: give a model folder or config.json, or llama-3.1-8b")
+    profile = resolve_profile(args.gpu)
+    try:
+        device = Device.from_profile(profile, args.devices)
+    except ValueError as exc:
+        raise UsageError(f"--gpu={args.gpu}: {exc}") from None
+    b = roofline(ModelShape.from_config(config), device, args.input_tokens, args.output_tokens, args.concurrency)
+    print(b.explanation)
+    price = profile.price_per_hour * args.devices
+    print(
+        f"At ${price:g}/h, the lowest possible cost is ${cost_per_million(price, b.requests_per_s):,.2f} "
+        f"per 1M requests."
+    )
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="perfsuite", description=__doc__)
     sub = p.add_subparsers(dest="command", required=True)
@@ -174,6 +201,15 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--test", action="append", help="only test ids containing this text (repeatable)")
     a.add_argument("--dry-run", action="store_true", help="show what would be written")
     a.set_defaults(func=_approve)
+
+    r = sub.add_parser("roofline", help="the physical upper bound on requests/s for a model on a GPU profile")
+    r.add_argument("--model", default="llama-3.1-8b", help="model folder or config.json (default: llama-3.1-8b)")
+    r.add_argument("--gpu", default="a100", help="GPU profile (default a100)")
+    r.add_argument("--devices", type=int, default=1, help="tensor-parallel devices (default 1)")
+    r.add_argument("--input-tokens", type=int, default=4096)
+    r.add_argument("--output-tokens", type=int, default=512)
+    r.add_argument("--concurrency", type=int, default=256, help="sequences in flight at most (default 256)")
+    r.set_defaults(func=_roofline)
 
     ld = sub.add_parser("load", help="drive load against a running OpenAI-compatible endpoint and print metrics")
     ld.add_argument("--url", required=True, help="base URL, e.g. http://127.0.0.1:8000")
