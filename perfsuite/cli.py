@@ -89,6 +89,19 @@ def _approve(args: argparse.Namespace) -> int:
     return 0
 
 
+def _metric_names(framework: str):
+    """The /metrics names of `framework`, or of every installed framework for an unknown endpoint."""
+    from dataclasses import fields
+
+    from perfsuite.frameworks import load_frameworks
+    from perfsuite.telemetry import MetricNames
+
+    plugins = load_frameworks()
+    chosen = [plugins[framework]] if framework in plugins else list(plugins.values())
+    known = [p.metric_names for p in chosen if hasattr(p, "metric_names")]
+    return MetricNames(**{f.name: tuple(n for k in known for n in getattr(k, f.name)) for f in fields(MetricNames)})
+
+
 def _load(args: argparse.Namespace) -> int:
     from transformers import AutoTokenizer
 
@@ -129,6 +142,7 @@ def _load(args: argparse.Namespace) -> int:
     if key:
         headers = {"Authorization": f"Bearer {key}"}
     prompts = PromptBuilder(AutoTokenizer.from_pretrained(args.tokenizer), corpus_text(), args.seed)
+    names = _metric_names(args.framework)
     url = args.url.rstrip("/")
     m = measure(
         Endpoint(url, args.model),
@@ -140,6 +154,7 @@ def _load(args: argparse.Namespace) -> int:
         repetitions=args.repetitions,
         slo=SLO(args.slo_ttft_ms, args.slo_tpot_ms),
         metrics_url=None if args.no_metrics else url + "/metrics",
+        metric_names=names,
         headers=headers,
         telemetry=not args.no_metrics,
     )
@@ -227,7 +242,11 @@ def build_parser() -> argparse.ArgumentParser:
     ld.add_argument("--timeout", type=float, default=120.0, help="per-request deadline in seconds")
     ld.add_argument("--seed", type=int, default=0)
     ld.add_argument("--gpu", default="cpu", help="hardware profile for the cost figures (default cpu)")
-    ld.add_argument("--framework", default="external", help="label for the report")
+    ld.add_argument(
+        "--framework",
+        default="external",
+        help="framework serving the endpoint (its /metrics names; default: any installed one's)",
+    )
     ld.add_argument("--slo-ttft-ms", type=float, default=1000.0)
     ld.add_argument("--slo-tpot-ms", type=float, default=100.0)
     ld.add_argument(
