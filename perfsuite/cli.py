@@ -117,26 +117,17 @@ def _load(args: argparse.Namespace) -> int:
         raise UsageError(f"--tokenizer {args.tokenizer}: no such folder; give the served model's tokenizer folder")
     profile = resolve_profile(args.gpu)
     workload = get_workload(args.workload)
+    common = dict(
+        requests=args.requests,
+        duration_s=args.duration,
+        warmup_requests=args.warmup,
+        request_timeout_s=args.timeout,
+        seed=args.seed,
+    )
     if args.arrival == "closed":
-        load = Load.closed(
-            args.concurrency,
-            requests=args.requests,
-            duration_s=args.duration,
-            warmup_requests=args.warmup,
-            request_timeout_s=args.timeout,
-            seed=args.seed,
-        )
+        load = Load.closed(args.concurrency, **common)
     else:
-        load = Load(
-            arrival=args.arrival,
-            rate=args.rate,
-            concurrency=args.max_concurrency,
-            requests=args.requests,
-            duration_s=args.duration,
-            warmup_requests=args.warmup,
-            request_timeout_s=args.timeout,
-            seed=args.seed,
-        )
+        load = Load(arrival=args.arrival, rate=args.rate, concurrency=args.max_concurrency, **common)
     headers = None
     key = os.environ.get(args.api_key_env)
     if key:

@@ -14,7 +14,7 @@ from perfsuite.frameworks import EngineSettings, RunningServer
 from perfsuite.hardware import check_profile, resolve_profile
 from perfsuite.loadgen import Load
 from perfsuite.metrics import SLO
-from perfsuite.report import comparison_table, matrix_table, verdict_table
+from perfsuite.report import claims_table, comparison_table, matrix_table, verdict_table
 from perfsuite.runner import measure, provenance
 from perfsuite.session import PerfOptions, PerfSession
 from perfsuite.workloads import Workload, get_workload
@@ -205,7 +205,9 @@ class PerfRecorder:
         slo: SLO | None = None,
         repetitions: int | None = None,
         max_error_rate: float = 0.0,
+        variant: str | None = None,
     ) -> dict:
+        """Measure `server`; `variant` names one of several measurements in one test (its own baseline)."""
         s = self.session
         wl = get_workload(workload) if isinstance(workload, str) else workload
         load = load or Load.closed(8, requests=48)
@@ -230,7 +232,7 @@ class PerfRecorder:
             pytest.fail(f"{server.framework}: {exc}", pytrace=False)
         model = Path(s.model).name if Path(s.model).exists() else s.model
         m.update(
-            test_id=self.node.nodeid,
+            test_id=self.node.nodeid + (f"@{variant}" if variant else ""),
             framework=server.framework,
             framework_version=server.version,
             model=model,
@@ -311,6 +313,19 @@ class PerfRecorder:
         )
         return self._judge(m, thresholds)
 
+    def claim(self, claim: str, statement: str, verdict: str, evidence: str) -> None:
+        """Record what a claim from the literature came to here: held, not held, or not measurable here."""
+        self.session.claims.append(
+            {
+                "test_id": self.node.nodeid,
+                "claim": claim,
+                "statement": statement,
+                "verdict": verdict,
+                "evidence": evidence,
+                "profile": self.session.profile.name,
+            }
+        )
+
     def _judge(self, m: dict, thresholds: dict[str, str] | None) -> dict:
         s = self.session
         try:
@@ -342,9 +357,14 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
 
 def pytest_terminal_summary(terminalreporter, config: pytest.Config) -> None:
     s = config.stash.get(SESSION, None)
-    if s is None or not s.measurements:
+    if s is None or not (s.measurements or s.claims):
         return
     tr = terminalreporter
+    if s.claims:
+        tr.write_sep("=", f"perfsuite: claims checked on {s.profile.name}")
+        tr.write_line(claims_table(s.claims))
+    if not s.measurements:
+        return
     tr.write_sep("=", f"perfsuite: verdicts on {s.profile.name}")
     tr.write_line(verdict_table(s.measurements))
     tr.write_sep("=", "perfsuite: selection matrix")

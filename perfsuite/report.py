@@ -6,7 +6,7 @@ import math
 
 from tabulate import tabulate
 
-__all__ = ["selection_matrix", "matrix_table", "verdict_table", "comparison_table", "metrics_table"]
+__all__ = ["selection_matrix", "matrix_table", "verdict_table", "comparison_table", "metrics_table", "claims_table"]
 
 # The matrix takes each column from the workload that measures it best: capacity and cost from the
 # fixed-length throughput workload, latency from the chat workload. When a framework was not
@@ -168,3 +168,9 @@ def metrics_table(metrics: dict[str, float], fmt: str = "simple") -> str:
     ]
     body = [[k, _fmt(metrics[k], 4)] for k in keys if k in metrics]
     return tabulate(body, headers=["metric", "value"], tablefmt=fmt, disable_numparse=True)
+
+
+def claims_table(claims: list[dict], fmt: str = "simple") -> str:
+    """The source article's claims, each with what it came to on this hardware and the numbers."""
+    body = [[c["claim"], c["verdict"], c["evidence"]] for c in claims]
+    return tabulate(body, headers=["claim", "verdict", "evidence"], tablefmt=fmt, disable_numparse=True)

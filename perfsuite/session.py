@@ -139,6 +139,7 @@ class PerfSession:
     profile: HardwareProfile
     frameworks: dict[str, FrameworkPlugin] = field(default_factory=dict)
     measurements: list[dict] = field(default_factory=list)
+    claims: list[dict] = field(default_factory=list)
     written: list[Path] = field(default_factory=list)
 
     def __post_init__(self) -> None:
@@ -206,6 +207,7 @@ class PerfSession:
             "profile": self.profile.name,
             "measurements": self.measurements,
             "matrix": selection_matrix(self.measurements),
+            "claims": self.claims,
         }
 
     def write_results(self) -> Path | None:

@@ -16,6 +16,10 @@ pytestmark = pytest.mark.perf
 SECRET = "sk-perfsuite-test-0123456789"
 
 
+def _load_argv(server, model, *extra):
+    return ["load", "--url", server.endpoint.base_url, "--model", server.endpoint.model, "--tokenizer", model, *extra]
+
+
 @pytest.fixture(scope="module")
 def running_server():
     model = str(build_model())
@@ -28,23 +32,7 @@ def test_load_command_measures_an_endpoint(running_server, tmp_path, capsys, mon
     server, model = running_server
     monkeypatch.setenv("PERFSUITE_API_KEY", SECRET)
     out = tmp_path / "load.json"
-    argv = [
-        "load",
-        "--url",
-        server.endpoint.base_url,
-        "--model",
-        server.endpoint.model,
-        "--tokenizer",
-        model,
-        "--workload",
-        "rag",
-        "--requests",
-        "16",
-        "--warmup",
-        "2",
-        "--json",
-        str(out),
-    ]
+    argv = _load_argv(server, model, "--workload", "rag", "--requests", "16", "--warmup", "2", "--json", str(out))
     assert main(argv) == 0
     printed = capsys.readouterr().out
     assert "request_throughput" in printed and "prefix_cache_hit_rate" in printed
@@ -58,25 +46,22 @@ def test_load_command_measures_an_endpoint(running_server, tmp_path, capsys, mon
 
 def test_load_command_poisson_arrivals(running_server, capsys):
     server, model = running_server
-    argv = [
-        "load",
-        "--url",
-        server.endpoint.base_url,
-        "--model",
-        server.endpoint.model,
-        "--tokenizer",
+    argv = _load_argv(
+        server,
         model,
-        "--workload",
-        "chat",
-        "--arrival",
-        "poisson",
-        "--rate",
-        "20",
-        "--requests",
-        "12",
-        "--warmup",
-        "0",
-        "--no-metrics",
-    ]
+        *[
+            "--workload",
+            "chat",
+            "--arrival",
+            "poisson",
+            "--rate",
+            "20",
+            "--requests",
+            "12",
+            "--warmup",
+            "0",
+            "--no-metrics",
+        ],
+    )
     assert main(argv) == 0
     assert "ttft_p50_ms" in capsys.readouterr().out
