@@ -2,7 +2,8 @@
 
 One JSON file per (hardware profile, test id) under <baseline dir>/<profile>/. Files are validated
 against a JSON schema on read and written atomically (temporary file, then rename); only
-`--perf-update-baselines` and `perfsuite approve` write them, both through write_baseline().
+`--perf-update-baselines` and `perfsuite approve` write them, both through promote(), which first
+files the baseline being replaced under history/ so that trends can be drawn.
 """
 
 from __future__ import annotations
@@ -26,6 +27,8 @@ __all__ = [
     "baseline_path",
     "load_baseline",
     "write_baseline",
+    "promote",
+    "history_dir",
     "make_baseline",
     "compare",
     "check_thresholds",
@@ -122,6 +125,29 @@ def write_baseline(path: str | os.PathLike, data: dict) -> Path:
         Path(tmp).unlink(missing_ok=True)
         raise
     return path
+
+
+def history_dir(path: str | os.PathLike) -> Path:
+    """Where the baselines that `path` replaced are kept: <profile>/history/<file stem>/."""
+    path = Path(path)
+    return path.parent / "history" / path.stem
+
+
+def promote(path: str | os.PathLike, doc: dict) -> Path:
+    """Make `doc` the baseline at `path`; the one it replaces moves to history_dir(path), named by its
+    date and commit."""
+    old = load_baseline(path)
+    if old is not None:
+        prov = old.get("provenance", {})
+        stamp = re.sub(r"[^0-9A-Za-z]", "", str(prov.get("date", "undated")))
+        commit = re.sub(r"[^0-9A-Za-z]", "", str(prov.get("git_commit", "unknown")))[:12]
+        target = history_dir(path) / f"{stamp}-{commit}.json"
+        n = 1
+        while target.exists():
+            n += 1
+            target = history_dir(path) / f"{stamp}-{commit}-{n}.json"
+        write_baseline(target, old)
+    return write_baseline(path, doc)
 
 
 def _cv(values: list[float]) -> float:

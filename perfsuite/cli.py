@@ -11,7 +11,7 @@ from pathlib import Path
 
 from tabulate import tabulate
 
-from perfsuite.baseline import baseline_path, load_baseline, make_baseline, write_baseline
+from perfsuite.baseline import baseline_path, load_baseline, make_baseline, promote
 from perfsuite.cost import cost_per_million
 from perfsuite.errors import PerfsuiteError, UsageError
 
@@ -83,7 +83,7 @@ def _approve(args: argparse.Namespace) -> int:
         plans.append((path, make_baseline(m, gated, _min_tolerance(m["profile"])), m))
     for path, doc, m in plans:
         if not args.dry_run:
-            write_baseline(path, doc)
+            promote(path, doc)
         rows.append([m["test_id"], m["profile"], ("would write " if args.dry_run else "wrote ") + str(path)])
     print(tabulate(rows, headers=["test", "gpu", "baseline"], disable_numparse=True))
     return 0
@@ -164,6 +164,63 @@ def _load(args: argparse.Namespace) -> int:
     return 1 if m["error_count"] else 0
 
 
+def _compare(args: argparse.Namespace) -> int:
+    """Judge every measurement of NEW against the same test's measurement in OLD."""
+    from perfsuite.report import comparison_table
+    from perfsuite.session import judge
+
+    old = {(m["profile"], m["test_id"]): m for m in read_results(args.old)["measurements"]}
+    new = read_results(args.new)["measurements"]
+    summary, failed = [], False
+    for m in new:
+        key = (m["profile"], m["test_id"])
+        if key not in old:
+            summary.append([m["test_id"], m["profile"], "only in new"])
+            continue
+        base = make_baseline(old[key], min_tolerance=_min_tolerance(m["profile"]))
+        verdict, rows = judge(dict(m), base, {}, strict=False)
+        failed |= verdict == "regression"
+        print(f"{m['test_id']} on {m['profile']}: {verdict}")
+        print(comparison_table([r.as_dict() for r in rows if r.verdict != "info" or args.all]) + "\n")
+        summary.append([m["test_id"], m["profile"], verdict])
+    seen = {(m["profile"], m["test_id"]) for m in new}
+    summary += [[t, p, "only in old"] for (p, t) in old if (p, t) not in seen]
+    print(tabulate(summary, headers=["test", "gpu", "verdict"], disable_numparse=True))
+    return 1 if failed else 0
+
+
+def _merge(args: argparse.Namespace) -> int:
+    """Join results files from several runners into one, with one selection matrix."""
+    from perfsuite.report import matrix_table, selection_matrix
+
+    measurements, claims, origin = [], [], {}
+    for path in args.results:
+        data = read_results(path)
+        for m in data["measurements"]:
+            key = (m["profile"], m["test_id"])
+            if key in origin:
+                raise UsageError(
+                    f"{m['test_id']} on {m['profile']} is in both {origin[key]} and {path}; "
+                    "merge results of different runners (or profiles)"
+                )
+            origin[key] = path
+            measurements.append(m)
+        claims += data.get("claims", [])
+    profiles = sorted({m["profile"] for m in measurements})
+    merged = {
+        "schema": 1,
+        "profile": ",".join(profiles),
+        "measurements": measurements,
+        "matrix": selection_matrix(measurements),
+        "claims": claims,
+        "merged_from": list(args.results),
+    }
+    Path(args.output).write_text(json.dumps(merged, indent=2, default=str))
+    print(matrix_table(merged["matrix"]))
+    print(f"wrote {args.output}: {len(measurements)} measurements from {len(args.results)} files")
+    return 0
+
+
 def _roofline(args: argparse.Namespace) -> int:
     from importlib import resources
 
@@ -207,6 +264,17 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--test", action="append", help="only test ids containing this text (repeatable)")
     a.add_argument("--dry-run", action="store_true", help="show what would be written")
     a.set_defaults(func=_approve)
+
+    cp = sub.add_parser("compare", help="the verdict table of NEW against OLD, two results files")
+    cp.add_argument("old", help="results file taken as the baseline")
+    cp.add_argument("new", help="results file judged against it")
+    cp.add_argument("--all", action="store_true", help="show ungated metrics too")
+    cp.set_defaults(func=_compare)
+
+    mg = sub.add_parser("merge", help="join results files from several runners into one, with one matrix")
+    mg.add_argument("results", nargs="+", help="results files (e.g. an a100 job's and an h100 job's)")
+    mg.add_argument("-o", "--output", required=True, help="the merged results file to write")
+    mg.set_defaults(func=_merge)
 
     r = sub.add_parser("roofline", help="the physical upper bound on requests/s for a model on a GPU profile")
     r.add_argument("--model", default="llama-3.1-8b", help="model folder or config.json (default: llama-3.1-8b)")

@@ -18,7 +18,7 @@ from perfsuite.baseline import (
     compare,
     load_baseline,
     make_baseline,
-    write_baseline,
+    promote,
 )
 from perfsuite.errors import ServerError, UsageError
 from perfsuite.frameworks import EngineSettings, FrameworkPlugin, RunningServer, load_frameworks
@@ -196,7 +196,7 @@ class PerfSession:
                 measurement.setdefault("notes", []).append("baseline not written: some requests failed")
             else:
                 gated = {n for n, m in (baseline or {}).get("metrics", {}).items() if m["gated"]} or None
-                self.written.append(write_baseline(path, make_baseline(measurement, gated, self.profile.min_tolerance)))
+                self.written.append(promote(path, make_baseline(measurement, gated, self.profile.min_tolerance)))
                 measurement["failed"] = False
                 measurement["verdict"] += " -> baseline written"
         return measurement["verdict"], rows

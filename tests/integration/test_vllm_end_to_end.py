@@ -14,7 +14,7 @@ import time
 import psutil
 import pytest
 
-from perfsuite.baseline import load_baseline
+from perfsuite.baseline import history_dir, load_baseline
 from perfsuite.cli import main as perfsuite_main
 from perfsuite.session import judge
 
@@ -49,7 +49,7 @@ def _server_pids_started_after(t0: float) -> list[int]:
     return found
 
 
-def test_regression_gate_update_and_approve(pytester, monkeypatch):
+def test_regression_gate_update_and_approve(pytester, monkeypatch, capsys):
     pytester.makepyfile(test_gate=THROUGHPUT_TEST)
     common = ["--perf-repetitions=2", "-p", "no:cacheprovider"]
 
@@ -78,13 +78,44 @@ def test_regression_gate_update_and_approve(pytester, monkeypatch):
     assert measured["metrics"]["request_throughput"] < claimed["metrics"]["request_throughput"]["value"] * 0.75
 
     # 3. perfsuite approve promotes run 2's measurement without re-running; it then judges as a pass.
+    #    The baseline it replaces (the edited one) is kept in history with its provenance.
     monkeypatch.chdir(pytester.path)
     assert perfsuite_main(["approve", "b.json", "--baseline-dir", "baselines"]) == 0
+    kept = list(history_dir(baseline_file).glob("*.json"))
+    assert len(kept) == 1  # the edited baseline that approve replaced
+    assert (
+        load_baseline(kept[0])["metrics"]["request_throughput"]["value"]
+        == (claimed["metrics"]["request_throughput"]["value"])
+    )
     approved = load_baseline(baseline_file)
     assert approved["metrics"]["request_throughput"]["value"] == measured["metrics"]["request_throughput"]
     assert approved["provenance"]["git_commit"] == measured["provenance"]["git_commit"]
     verdict, _ = judge(dict(measured), approved, {}, strict=False)
     assert verdict == "pass"
+
+    # perfsuite compare on the two real results files: run 2 against run 1 as it was, and against a
+    # copy of run 1 that claims twice the throughput.
+    assert perfsuite_main(["compare", "a.json", "b.json"]) == 0
+    a = json.loads((pytester.path / "a.json").read_text())
+    for m in a["measurements"]:
+        m["metrics"]["request_throughput"] *= 2
+        for rep in m["repetitions"]:
+            rep["request_throughput"] *= 2
+    (pytester.path / "a2.json").write_text(json.dumps(a))
+    capsys.readouterr()
+    assert perfsuite_main(["compare", "a2.json", "b.json"]) == 1
+    assert "request_throughput" in capsys.readouterr().out
+
+    # perfsuite merge: run 2 with a copy standing in for another runner's file (another profile).
+    other = json.loads((pytester.path / "b.json").read_text())
+    for m in other["measurements"]:
+        m["profile"] = "h100"
+    (pytester.path / "other.json").write_text(json.dumps(other))
+    assert perfsuite_main(["merge", "b.json", "other.json", "-o", "merged.json"]) == 0
+    merged = json.loads((pytester.path / "merged.json").read_text())
+    assert len(merged["measurements"]) == 2
+    assert sorted(r["profile"] for r in merged["matrix"]) == ["cpu", "h100"]
+    assert perfsuite_main(["merge", "b.json", "b.json", "-o", "twice.json"]) == 2  # the same run twice
 
     # 4. --perf-update-baselines over a failing baseline: the run passes and the file is rewritten.
     _double_throughput(baseline_file)
@@ -93,6 +124,7 @@ def test_regression_gate_update_and_approve(pytester, monkeypatch):
     rewritten = load_baseline(baseline_file)
     assert rewritten["metrics"]["request_throughput"]["value"] < claimed["metrics"]["request_throughput"]["value"]
     assert not list(baseline_file.parent.glob(".*.tmp")), "a temporary baseline file was left behind"
+    assert len(list(history_dir(baseline_file).glob("*.json"))) == 2  # and the approved one joined it
 
 
 FAILURES = """

@@ -111,3 +111,27 @@ def test_load_needs_an_existing_tokenizer_folder(tmp_path, capsys):
     code = main(["load", "--url", "http://127.0.0.1:9", "--model", "m", "--tokenizer", str(tmp_path / "none")])
     assert code == 2
     assert "--tokenizer" in capsys.readouterr().err
+
+
+def test_approve_keeps_the_replaced_baseline_in_history(tmp_path):
+    from perfsuite.baseline import history_dir
+
+    first = _measurement(rps=20.0)
+    first["provenance"]["date"] = "2026-11-01T10:00:00+00:00"
+    main(["approve", str(_results(tmp_path, first)), "--baseline-dir", str(tmp_path / "b")])
+    main(["approve", str(_results(tmp_path, _measurement(rps=25.0))), "--baseline-dir", str(tmp_path / "b")])
+    path = baseline_path(tmp_path / "b", "cpu", "tests/perf/test_x.py::test_chat[vllm]")
+    kept = list(history_dir(path).iterdir())
+    assert [k.name for k in kept] == ["20261101T1000000000-abc123.json"]
+    assert load_baseline(kept[0])["metrics"]["request_throughput"]["value"] == 20.0
+    assert load_baseline(path)["metrics"]["request_throughput"]["value"] == 25.0
+
+
+def test_compare_fails_on_a_regression_and_lists_unmatched_tests(tmp_path, capsys):
+    old = tmp_path / "old.json"
+    old.write_text(json.dumps({"measurements": [_measurement(rps=40.0), _measurement(test_id="t::gone")]}))
+    new = tmp_path / "new.json"
+    new.write_text(json.dumps({"measurements": [_measurement(rps=20.0), _measurement(test_id="t::added")]}))
+    assert main(["compare", str(old), str(new)]) == 1
+    out = capsys.readouterr().out
+    assert "REGRESSION" in out and "only in new" in out and "only in old" in out
