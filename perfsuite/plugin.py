@@ -42,6 +42,7 @@ _OPTIONS = [
         "string",
     ),
     ("--perf-start-timeout", "perf_start_timeout", "seconds a server may take to become ready (default 600)", "string"),
+    ("--perf-log-dir", "perf_log_dir", "keep server logs in this folder (default: a new temporary folder)", "string"),
 ]
 
 
@@ -87,6 +88,7 @@ def options_from_config(config: pytest.Config) -> PerfOptions:
         strict=bool(_get(config, "perf_strict", False)),
         repetitions=_int(config, "perf_repetitions", 3, "--perf-repetitions"),
         start_timeout_s=float(_int(config, "perf_start_timeout", 600, "--perf-start-timeout")),
+        log_dir=Path(config.rootpath, log_dir) if (log_dir := _get(config, "perf_log_dir")) else None,
     )
 
 

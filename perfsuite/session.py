@@ -156,6 +156,7 @@ class PerfSession:
                 if reason:
                     raise UsageError(f"--frameworks={name}: {reason}")
         log_dir = self.options.log_dir or Path(tempfile.mkdtemp(prefix="perfsuite-logs-"))
+        log_dir.mkdir(parents=True, exist_ok=True)
         self.log_dir = log_dir
         self.pool = ServerPool(self.profile, log_dir, self.options.start_timeout_s)
         self._model: str | None = None

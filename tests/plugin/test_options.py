@@ -134,3 +134,14 @@ def test_framework_asked_for_by_name_but_not_installed_is_an_error(pytester, mon
     result = pytester.runpytest("--frameworks=vllm")
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     result.stderr.fnmatch_lines(["*--frameworks=vllm: vLLM is not installed*"])
+
+
+def test_server_logs_go_to_the_folder_asked_for(pytester):
+    pytester.makepyfile(
+        """
+        def test_where(perf_session, pytestconfig):
+            assert perf_session.log_dir == pytestconfig.rootpath / "logs" / "perf"
+            assert perf_session.log_dir.is_dir()
+        """
+    )
+    pytester.runpytest("--perf-log-dir=logs/perf").assert_outcomes(passed=1)
