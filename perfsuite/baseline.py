@@ -28,6 +28,7 @@ __all__ = [
     "load_baseline",
     "write_baseline",
     "promote",
+    "successor",
     "history_dir",
     "make_baseline",
     "compare",
@@ -133,10 +134,15 @@ def history_dir(path: str | os.PathLike) -> Path:
     return path.parent / "history" / path.stem
 
 
-def promote(path: str | os.PathLike, doc: dict) -> Path:
-    """Make `doc` the baseline at `path`; the one it replaces moves to history_dir(path), named by its
-    date and commit."""
-    old = load_baseline(path)
+def successor(measurement: dict, old: dict | None, min_tolerance: dict[str, float] | None = None) -> dict:
+    """The baseline that replaces `old` with `measurement`: it keeps old's choice of gated metrics."""
+    gated = {name for name, m in (old or {}).get("metrics", {}).items() if m["gated"]} or None
+    return make_baseline(measurement, gated, min_tolerance)
+
+
+def promote(path: str | os.PathLike, doc: dict, old: dict | None) -> Path:
+    """Make `doc` the baseline at `path`; `old`, the one it replaces (as read from `path`), moves to
+    history_dir(path), named by its date and commit."""
     if old is not None:
         prov = old.get("provenance", {})
         stamp = re.sub(r"[^0-9A-Za-z]", "", str(prov.get("date", "undated")))

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from tabulate import tabulate
 
-from perfsuite.baseline import baseline_path, load_baseline, make_baseline, promote
+from perfsuite.baseline import baseline_path, load_baseline, make_baseline, promote, successor
 from perfsuite.cost import cost_per_million
 from perfsuite.errors import PerfsuiteError, UsageError
 
@@ -79,11 +79,10 @@ def _approve(args: argparse.Namespace) -> int:
             rows.append([m["test_id"], m["profile"], "skipped: the run had failed requests"])
             continue
         old = load_baseline(path)
-        gated = {n for n, x in (old or {}).get("metrics", {}).items() if x["gated"]} or None
-        plans.append((path, make_baseline(m, gated, _min_tolerance(m["profile"])), m))
-    for path, doc, m in plans:
+        plans.append((path, successor(m, old, _min_tolerance(m["profile"])), old, m))
+    for path, doc, old, m in plans:
         if not args.dry_run:
-            promote(path, doc)
+            promote(path, doc, old)
         rows.append([m["test_id"], m["profile"], ("would write " if args.dry_run else "wrote ") + str(path)])
     print(tabulate(rows, headers=["test", "gpu", "baseline"], disable_numparse=True))
     return 0

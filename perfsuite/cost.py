@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 
-__all__ = ["cost_per_million"]
+__all__ = ["cost_per_million", "add_costs"]
 
 
 def cost_per_million(price_per_hour: float, per_second: float) -> float:
@@ -19,3 +19,10 @@ def cost_per_million(price_per_hour: float, per_second: float) -> float:
     if per_second == 0:
         return math.inf
     return price_per_hour / (per_second * 3600.0) * 1e6
+
+
+def add_costs(metrics: dict[str, float], price_per_hour: float) -> dict[str, float]:
+    """Add cost per 1M requests and per 1M output tokens to `metrics` (which has both throughputs)."""
+    metrics["cost_per_1m_requests"] = cost_per_million(price_per_hour, metrics["request_throughput"])
+    metrics["cost_per_1m_output_tokens"] = cost_per_million(price_per_hour, metrics["output_throughput"])
+    return metrics

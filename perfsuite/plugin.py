@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from perfsuite.baseline import load_baseline
-from perfsuite.cost import cost_per_million
+from perfsuite.cost import add_costs
 from perfsuite.errors import PerfsuiteError, UsageError
 from perfsuite.frameworks import EngineSettings, RunningServer
 from perfsuite.hardware import check_profile, resolve_profile
@@ -177,12 +177,16 @@ def serving(request: pytest.FixtureRequest, perf_session: PerfSession, perf_serv
     reason = plugin.unavailable()
     if reason:
         pytest.skip(f"{name}: {reason}")
-    marker = request.node.get_closest_marker("engine")
     try:
-        settings = EngineSettings.from_kwargs(**marker.kwargs) if marker else EngineSettings()
-        return perf_servers.get(plugin, perf_model, settings)
+        return perf_servers.get(plugin, perf_model, _engine_settings(request.node))
     except PerfsuiteError as exc:
         pytest.fail(f"{name}: {exc}", pytrace=False)
+
+
+def _engine_settings(node: pytest.Item) -> EngineSettings:
+    """The settings of the test's `engine` marker (the defaults without one)."""
+    marker = node.get_closest_marker("engine")
+    return EngineSettings.from_kwargs(**marker.kwargs) if marker else EngineSettings()
 
 
 class PerfRecorder:
@@ -232,26 +236,8 @@ class PerfRecorder:
             )
         except PerfsuiteError as exc:
             pytest.fail(f"{server.framework}: {exc}", pytrace=False)
-        model = Path(s.model).name if Path(s.model).exists() else s.model
-        m.update(
-            test_id=self.node.nodeid + (f"@{variant}" if variant else ""),
-            framework=server.framework,
-            framework_version=server.version,
-            model=model,
-            engine=server.settings.to_dict(),
-            notes=[],
-            server_notes=list(server.notes),
-        )
-        m["provenance"] = provenance(
-            framework=server.framework,
-            framework_version=server.version,
-            model=model,
-            workload=m["workload"],
-            load=m["load"],
-            engine=m["engine"],
-            price_per_hour=m["price_per_hour"],
-            price_source=m["price_source"],
-        )
+        self._describe(m, server.framework, server.version, server.settings, variant)
+        m["server_notes"] = list(server.notes)
         if m["metrics"]["error_rate"] > max_error_rate:
             m["verdict"], m["failed"] = "errors", True
             s.measurements.append(m)
@@ -282,38 +268,47 @@ class PerfRecorder:
         wl = get_workload(workload)
         specs = s.prompts().requests(wl, requests, seed=0)
         out_tokens = wl.output_tokens[1]
-        marker = self.node.get_closest_marker("engine")
-        settings = EngineSettings.from_kwargs(**marker.kwargs) if marker else EngineSettings()
+        settings = _engine_settings(self.node)
         metrics = plugin.offline(s.model, settings, s.profile, [x.prompt for x in specs], out_tokens)
         price = s.profile.price_per_hour * settings.tensor_parallel_size
-        metrics["cost_per_1m_requests"] = cost_per_million(price, metrics["request_throughput"])
-        metrics["cost_per_1m_output_tokens"] = cost_per_million(price, metrics["output_throughput"])
+        add_costs(metrics, price)
         metrics.setdefault("error_rate", 0.0)
-        model = Path(s.model).name if Path(s.model).exists() else s.model
-        load = {"arrival": "offline", "requests": requests, "output_tokens": out_tokens}
         m = {
-            "test_id": self.node.nodeid,
             "profile": s.profile.name,
-            "framework": f"{framework}-offline",
-            "framework_version": plugin.version(),
-            "model": model,
+            "device_kind": s.profile.kind,
             "workload": wl.to_dict(),
-            "load": load,
-            "engine": settings.to_dict(),
+            "load": {"arrival": "offline", "requests": requests, "output_tokens": out_tokens},
+            "price_per_hour": price,
+            "price_source": f"{s.profile.price_source} ({s.profile.price_date})",
             "metrics": metrics,
             "repetitions": [metrics],
-            "notes": [],
         }
+        self._describe(m, f"{framework}-offline", plugin.version(), settings)
+        return self._judge(m, thresholds)
+
+    def _describe(
+        self, m: dict, framework: str, version: str, settings: EngineSettings, variant: str | None = None
+    ) -> None:
+        """Add what the measurement `m` is of (test, framework, model, engine) and its provenance."""
+        model = self.session.model_label
+        m.update(
+            test_id=self.node.nodeid + (f"@{variant}" if variant else ""),
+            framework=framework,
+            framework_version=version,
+            model=model,
+            engine=settings.to_dict(),
+            notes=[],
+        )
         m["provenance"] = provenance(
-            framework=m["framework"],
-            framework_version=m["framework_version"],
+            framework=framework,
+            framework_version=version,
             model=model,
             workload=m["workload"],
-            load=load,
+            load=m["load"],
             engine=m["engine"],
-            price_per_hour=price,
+            price_per_hour=m["price_per_hour"],
+            price_source=m["price_source"],
         )
-        return self._judge(m, thresholds)
 
     def claim(self, claim: str, statement: str, verdict: str, evidence: str) -> None:
         """Record what a claim from the literature came to here: held, not held, or not measurable here."""
@@ -373,7 +368,7 @@ def pytest_terminal_summary(terminalreporter, config: pytest.Config) -> None:
     tr.write_line(matrix_table(s.results()["matrix"]))
     tr.write_line(
         f"price: ${s.profile.price_per_hour}/h per device ({s.profile.price_source}, {s.profile.price_date}); "
-        f"model: {Path(s.model).name}"
+        f"model: {s.model_label}"
     )
     for note in dict.fromkeys(n for m in s.measurements for n in m.get("server_notes", [])):
         tr.write_line(f"note: {note}")

@@ -17,7 +17,7 @@ from importlib.metadata import PackageNotFoundError, version
 
 import psutil
 
-from perfsuite.cost import cost_per_million
+from perfsuite.cost import add_costs
 from perfsuite.errors import MeasurementError
 from perfsuite.hardware import HardwareProfile
 from perfsuite.loadgen import Endpoint, Load, run_load
@@ -139,8 +139,7 @@ def measure(
                 check_alive(f"repetition {i + 1} of {workload.name}")
             m = summarize(records, wall, slo)
             m.update({k: v for k, v in tsum.items() if isinstance(v, (int, float))})
-            m["cost_per_1m_requests"] = cost_per_million(price, m["request_throughput"])
-            m["cost_per_1m_output_tokens"] = cost_per_million(price, m["output_throughput"])
+            add_costs(m, price)
             reps.append(m)
             errors += [r.error for r in records if r.error]
             if tel:

@@ -17,8 +17,8 @@ from perfsuite.baseline import (
     check_thresholds,
     compare,
     load_baseline,
-    make_baseline,
     promote,
+    successor,
 )
 from perfsuite.errors import ServerError, UsageError
 from perfsuite.frameworks import EngineSettings, FrameworkPlugin, RunningServer, load_frameworks
@@ -172,6 +172,11 @@ class PerfSession:
             self._model = resolve_model(self.options.model)
         return self._model
 
+    @property
+    def model_label(self) -> str:
+        """The model as results and baselines name it: a folder's name, or the model id."""
+        return Path(self.model).name if Path(self.model).exists() else self.model
+
     def prompts(self, seed: int = 0):
         """The prompt builder for the session's model (its tokenizer is loaded once)."""
         if seed not in self._prompts:
@@ -196,8 +201,8 @@ class PerfSession:
             if measurement["metrics"].get("error_rate", 0) > 0:
                 measurement.setdefault("notes", []).append("baseline not written: some requests failed")
             else:
-                gated = {n for n, m in (baseline or {}).get("metrics", {}).items() if m["gated"]} or None
-                self.written.append(promote(path, make_baseline(measurement, gated, self.profile.min_tolerance)))
+                doc = successor(measurement, baseline, self.profile.min_tolerance)
+                self.written.append(promote(path, doc, baseline))
                 measurement["failed"] = False
                 measurement["verdict"] += " -> baseline written"
         return measurement["verdict"], rows
