@@ -15,6 +15,7 @@ from collections.abc import Callable
 from dataclasses import asdict
 from importlib.metadata import PackageNotFoundError, version
 
+import numpy as np
 import psutil
 
 from perfsuite.cost import add_costs
@@ -25,7 +26,7 @@ from perfsuite.metrics import SLO, summarize
 from perfsuite.telemetry import MetricNames, Telemetry
 from perfsuite.workloads import PromptBuilder, Workload
 
-__all__ = ["measure", "provenance"]
+__all__ = ["measure", "provenance", "histogram", "distributions"]
 
 
 def _git_commit() -> str:
@@ -78,6 +79,25 @@ def _median(values: list[float]) -> float:
     return statistics.median(finite) if finite else float("nan")
 
 
+def histogram(values: list[float], bins: int = 24) -> dict:
+    """A compact histogram for the report: `bins` log-spaced bins from the smallest to the largest value
+    (latencies span decades), counts per bin; {} for no values. Edges keep 4 significant digits."""
+    arr = np.asarray([v for v in values if v > 0 and math.isfinite(v)], dtype=float)
+    if arr.size == 0:
+        return {}
+    lo, hi = float(arr.min()), float(arr.max())
+    edges = np.geomspace(lo, hi, bins + 1) if hi > lo else np.array([lo, hi + max(lo * 1e-3, 1e-6)])
+    counts, edges = np.histogram(arr, bins=edges)
+    return {"edges": [float(f"{e:.4g}") for e in edges], "counts": [int(c) for c in counts], "n": int(arr.size)}
+
+
+def distributions(records: list) -> dict:
+    """TTFT and ITL histograms (ms) over every successful request of every repetition."""
+    ttft = [(r.first_token - r.send) * 1e3 for r in records if r.first_token is not None]
+    itl = [float(g) * 1e3 for r in records for g in np.diff(r.chunk_times)]
+    return {"ttft_ms": histogram(ttft), "itl_ms": histogram(itl)}
+
+
 @contextlib.contextmanager
 def _pinned(cpus: set[int] | None):
     """Run the load generator on `cpus` (the cores the server leaves free), then restore."""
@@ -120,7 +140,7 @@ def measure(
         raise MeasurementError(f"repetitions={repetitions}: at least one is needed")
     price = profile.price_per_hour * gpus
     count = load.warmup_requests + (load.requests or 4096)  # duration mode cycles through these
-    reps, errors, series = [], [], []
+    reps, errors, series, ok_records = [], [], [], []
     with _pinned(client_cpus):
         for i in range(repetitions):
             specs = prompts.requests(workload, count, seed=load.seed + i)
@@ -142,8 +162,11 @@ def measure(
             add_costs(m, price)
             reps.append(m)
             errors += [r.error for r in records if r.error]
+            ok_records += [r for r in records if r.ok]
             if tel:
-                series.append([{"t": round(s["t"], 3), "mem_used_gb": s["mem_used"] / 1e9} for s in tel.samples])
+                series.append(
+                    [{"t": round(s["t"], 2), "mem_used_gb": round(s["mem_used"] / 1e9, 4)} for s in tel.samples]
+                )
     metrics = {k: _median([r.get(k) for r in reps]) for k in reps[0]}
     return {
         "profile": profile.name,
@@ -156,6 +179,7 @@ def measure(
         "metrics": metrics,
         "repetitions": reps,
         "memory_series": series,
+        "distributions": distributions(ok_records),
         "errors": errors[:20],
         "error_count": len(errors),
     }
