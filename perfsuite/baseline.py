@@ -19,6 +19,7 @@ from pathlib import Path
 
 import jsonschema
 
+from perfsuite.decision import decide
 from perfsuite.errors import BaselineError
 from perfsuite.metrics import METRICS
 
@@ -216,7 +217,10 @@ class Row:
     now: float | None
     change_pct: float | None
     tolerance: str
-    verdict: str  # ok, regression, improvement, missing, new, breach, info
+    verdict: str  # unchanged, regression, improvement, inconclusive, missing, new, breach, info (ok: threshold met)
+    low_pct: float | None = None  # the interval of the change, in percent (perfsuite.decision)
+    high_pct: float | None = None
+    note: str = ""  # why, for a regression, improvement or inconclusive verdict
 
     @property
     def fails(self) -> bool:
@@ -252,11 +256,26 @@ def _judge(base: float, value: float, tol: float, higher: bool) -> tuple[bool, b
     return gain < -tol - _EDGE, gain > tol + _EDGE
 
 
-def compare(baseline: dict, now: dict[str, float], only_gated: bool = False) -> list[Row]:
+def _around(series: list, value: float) -> list[float]:
+    """The repetitions `series` moved so that their median is `value`, the figure that was stored or
+    reported (a person may have edited a baseline's value); just [value] without repetitions."""
+    finite = [x for x in series if _finite(x)]
+    med = statistics.median(finite) if finite else 0.0
+    if med == 0:
+        return [value]
+    return [x * value / med for x in finite]
+
+
+def compare(
+    baseline: dict, now: dict[str, float], only_gated: bool = False, repetitions: list[dict] | None = None
+) -> list[Row]:
     """Rows comparing `now` with every metric of `baseline`, in each metric's own direction.
 
-    A gated metric worse than baseline beyond its tolerance is a regression; missing (or not finite)
-    now, it is 'missing' and fails too. Ungated metrics are shown for information.
+    Each metric is decided by perfsuite.decision from the baseline's recorded repetitions and now's
+    (`repetitions`, the measurement's): a gated metric whose whole interval is worse than its
+    tolerance is a regression; one whose interval straddles the tolerance is inconclusive (reported,
+    not failed). Missing (or not finite) now, a gated metric is 'missing' and fails. Ungated metrics
+    are shown for information. Without repetitions the rule is the plain threshold on the change.
     """
     rows = []
     for name, b in baseline["metrics"].items():
@@ -267,9 +286,24 @@ def compare(baseline: dict, now: dict[str, float], only_gated: bool = False) -> 
         if not _finite(value):
             rows.append(Row(name, base, None, None, f"{tol:.0%}", "missing" if b["gated"] else "info"))
             continue
-        worse, better = _judge(base, value, tol, higher)
-        verdict = ("regression" if worse else "improvement" if better else "ok") if b["gated"] else "info"
-        rows.append(Row(name, base, value, _change_pct(base, value), f"{tol:.0%}", verdict))
+        change = _change_pct(base, value)
+        if base == 0:  # no relative change: any step the wrong way is worse
+            worse, better = _judge(base, value, tol, higher)
+            verdict, low, high, note = (
+                "regression" if worse else "improvement" if better else "unchanged",
+                None,
+                None,
+                "",
+            )
+        else:
+            now_reps = [r.get(name) for r in repetitions or []]
+            d = decide(_around(b.get("repetitions", []), base), _around(now_reps, value), b["better"], tol)
+            verdict, low, high, note = d.verdict, d.low * 100, d.high * 100, d.reason
+            if verdict == "unchanged":
+                note = ""
+        if not b["gated"]:
+            verdict, note = "info", ""
+        rows.append(Row(name, base, value, change, f"{tol:.0%}", verdict, low, high, note))
     for name in sorted(set(now) - set(baseline["metrics"])):
         if name in METRICS and METRICS[name].gated and _finite(now[name]):
             rows.append(Row(name, None, now[name], None, "-", "new"))

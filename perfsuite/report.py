@@ -127,8 +127,16 @@ def verdict_table(measurements: list[dict], fmt: str = "simple") -> str:
     return tabulate(body, headers=headers, tablefmt=fmt, disable_numparse=True)
 
 
+def _interval(r: dict) -> str:
+    low, high = r.get("low_pct"), r.get("high_pct")
+    if low is None or high is None:
+        return "-"
+    return f"{low:+.1f}% to {high:+.1f}%"
+
+
 def comparison_table(rows: list[dict], fmt: str = "simple") -> str:
-    """Baseline, now, change and verdict for every compared metric."""
+    """Baseline, now, change with its interval, and verdict for every compared metric; below the table,
+    why each regression, improvement or inconclusive verdict was given (and what would settle it)."""
     body = []
     for r in rows:
         change = "-" if r["change_pct"] is None else f"{r['change_pct']:+.1f}%"
@@ -138,16 +146,19 @@ def comparison_table(rows: list[dict], fmt: str = "simple") -> str:
                 _fmt(r["baseline"], 3),
                 _fmt(r["now"], 3),
                 change,
+                _interval(r),
                 r["tolerance"],
                 r["verdict"].upper() if r["verdict"] in ("regression", "missing", "breach") else r["verdict"],
             ]
         )
-    return tabulate(
+    table = tabulate(
         body,
-        headers=["metric", "baseline", "now", "change", "tolerance", "verdict"],
+        headers=["metric", "baseline", "now", "change", "interval (90%)", "tolerance", "verdict"],
         tablefmt=fmt,
         disable_numparse=True,
     )
+    notes = [f"{r['metric']}: {r['note']}" for r in rows if r.get("note")]
+    return "\n".join([table, *notes])
 
 
 def metrics_table(metrics: dict[str, float], fmt: str = "simple") -> str:

@@ -107,11 +107,19 @@ def judge(measurement: dict, baseline: dict | None, thresholds: dict[str, str], 
             measurement.setdefault("notes", []).append(f"baseline not comparable: {mismatch}")
             verdict, failing = "stale baseline", strict
         else:
-            rows = compare(baseline, measurement["metrics"]) + rows
+            rows = compare(baseline, measurement["metrics"], repetitions=measurement.get("repetitions")) + rows
             failing = False
             verdict = "pass"
             if any(r.verdict == "improvement" for r in rows):
                 verdict = "improved"
+                measurement.setdefault("notes", []).append(
+                    "better beyond tolerance: `perfsuite approve <results file>` makes it the baseline"
+                )
+            if any(r.verdict == "inconclusive" for r in rows):  # reported, not failed
+                verdict = "inconclusive"
+                measurement.setdefault("notes", []).extend(
+                    f"{r.metric} inconclusive: {r.note}" for r in rows if r.verdict == "inconclusive"
+                )
     if any(r.fails for r in rows):
         failing, verdict = True, "regression" if any(r.verdict in ("regression", "missing") for r in rows) else "breach"
     elif failing:

@@ -53,12 +53,12 @@ def verdict(better, base, now, tol, gated=True):
     [
         ("higher", 100, 80, "regression"),
         ("higher", 100, 120, "improvement"),
-        ("higher", 100, 95, "ok"),
+        ("higher", 100, 95, "unchanged"),
         ("lower", 100, 120, "regression"),
         ("lower", 100, 80, "improvement"),
-        ("lower", 100, 105, "ok"),
-        ("higher", 100, 100, "ok"),
-        ("lower", 100, 100, "ok"),
+        ("lower", 100, 105, "unchanged"),
+        ("higher", 100, 100, "unchanged"),
+        ("lower", 100, 100, "unchanged"),
     ],
 )
 def test_direction(better, base, now, expected):
@@ -80,7 +80,7 @@ def test_direction(better, base, now, expected):
     ],
 )
 def test_tolerance_edges(better, base, tol, at_edge, beyond):
-    assert verdict(better, base, at_edge, tol) == "ok", "exactly at the tolerance is within it"
+    assert verdict(better, base, at_edge, tol) == "unchanged", "exactly at the tolerance is within it"
     assert verdict(better, base, beyond, tol) == "regression"
 
 
@@ -92,19 +92,19 @@ def test_tolerance_edges(better, base, tol, at_edge, beyond):
     ],
 )
 def test_improvement_edges(better, base, tol, at_edge, beyond):
-    assert verdict(better, base, at_edge, tol) == "ok"
+    assert verdict(better, base, at_edge, tol) == "unchanged"
     assert verdict(better, base, beyond, tol) == "improvement"
 
 
 def test_zero_tolerance():
-    assert verdict("higher", 100, 100, 0.0) == "ok"
+    assert verdict("higher", 100, 100, 0.0) == "unchanged"
     assert verdict("higher", 100, 99.999, 0.0) == "regression"
     assert verdict("lower", 100, 100.001, 0.0) == "regression"
 
 
 def test_zero_baseline():
     # error_rate-like: any increase from 0 is worse for a lower-better metric.
-    assert verdict("lower", 0, 0, 0.10) == "ok"
+    assert verdict("lower", 0, 0, 0.10) == "unchanged"
     assert verdict("lower", 0, 0.01, 0.10) == "regression"
     rows = compare(doc(m=entry(0, "lower")), {"m": 0})
     assert rows[0].change_pct == 0.0
@@ -124,7 +124,7 @@ def test_row_fields_and_change_pct():
 
 def test_improvement_and_ok_do_not_fail():
     rows = compare(doc(a=entry(100), b=entry(100)), {"a": 200, "b": 100})
-    assert [r.verdict for r in rows] == ["improvement", "ok"]
+    assert [r.verdict for r in rows] == ["improvement", "unchanged"]
     assert not any(r.fails for r in rows)
 
 
@@ -186,7 +186,7 @@ def test_change_within_tolerance_never_fails(base, tol_pct, data, better):
     # Integers keep the change exact: |now - base| / base <= tol exactly.
     max_d = base * tol_pct // 100
     d = data.draw(st.integers(min_value=-max_d, max_value=max_d))
-    assert verdict(better, base, base + d, tol_pct / 100) == "ok"
+    assert verdict(better, base, base + d, tol_pct / 100) == "unchanged"
 
 
 @given(
@@ -233,9 +233,9 @@ def test_worse_than_a_regression_is_a_regression(base, tol, n1, extra, better):
 )
 def test_gate_verdicts_are_exclusive_and_consistent_with_change(base, tol, now, better):
     v = verdict(better, base, now, tol)
-    assert v in ("ok", "regression", "improvement")
+    assert v in ("unchanged", "regression", "improvement")
     if now == base:
-        assert v == "ok"
+        assert v == "unchanged"
     elif v == "regression":
         assert (now < base) if better == "higher" else (now > base)
     elif v == "improvement":
@@ -482,3 +482,63 @@ def test_make_baseline_round_trip(tmp_path):
     assert load_baseline(path) == b
     # and a rerun with the same numbers passes its own gate
     assert not any(r.fails for r in compare(load_baseline(path), m["metrics"]))
+
+
+# ---------------------------------------------------------------- compare with repetitions (perfsuite.decision)
+
+
+def reps_of(name, values):
+    return [{name: v} for v in values]
+
+
+def test_compare_uses_both_runs_repetitions_and_shows_the_interval():
+    base = doc(request_throughput=entry(16.4, "higher", 0.10, repetitions=[16.0, 16.4, 16.8]))
+    [row] = compare(base, {"request_throughput": 13.1}, repetitions=reps_of("request_throughput", [12.8, 13.1, 13.4]))
+    assert row.verdict == "regression" and row.fails
+    assert row.low_pct < row.change_pct < row.high_pct < -10
+    assert "interval" in row.note
+
+
+def test_a_noisy_comparison_is_inconclusive_and_does_not_fail():
+    base = doc(request_throughput=entry(30.0, "higher", 0.10, repetitions=[30.0, 27.0, 32.0]))
+    [row] = compare(base, {"request_throughput": 25.0}, repetitions=reps_of("request_throughput", [25.0, 31.0, 21.0]))
+    assert row.verdict == "inconclusive" and not row.fails
+    assert row.low_pct < -10 <= row.high_pct
+    assert "repetitions" in row.note
+    # the same point change without repetitions is the plain threshold rule: a regression
+    [plain] = compare(base, {"request_throughput": 25.0})
+    assert plain.verdict == "inconclusive"  # the baseline's own spread still counts
+    [bare] = compare(doc(request_throughput=entry(30.0, "higher", 0.10)), {"request_throughput": 25.0})
+    assert bare.verdict == "regression"
+
+
+def test_an_edited_baseline_value_moves_its_repetitions_with_it():
+    # The end-to-end test doubles a baseline's value by hand; its repetitions stay as measured.
+    base = doc(request_throughput=entry(32.8, "higher", 0.20, repetitions=[16.0, 16.4, 16.8]))
+    [row] = compare(base, {"request_throughput": 16.4}, repetitions=reps_of("request_throughput", [16.0, 16.4, 16.8]))
+    assert row.verdict == "regression"
+    assert row.change_pct == pytest.approx(-50.0)
+
+
+def test_judge_reports_inconclusive_without_failing_and_says_why():
+    from perfsuite.report import comparison_table
+    from perfsuite.session import judge
+
+    base = doc(request_throughput=entry(30.0, "higher", 0.10, repetitions=[30.0, 27.0, 32.0]))
+    m = {"metrics": {"request_throughput": 25.0}, "repetitions": reps_of("request_throughput", [25.0, 31.0, 21.0])}
+    verdict, rows = judge(m, base, {}, strict=True)
+    assert verdict == "inconclusive" and m["failed"] is False
+    assert any("request_throughput inconclusive" in n for n in m["notes"])
+    table = comparison_table([r.as_dict() for r in rows])
+    assert "interval (90%)" in table and "% to +" in table
+    assert "request_throughput: " in table.splitlines()[-1]
+
+
+def test_judge_says_to_approve_an_improvement():
+    from perfsuite.session import judge
+
+    base = doc(request_throughput=entry(16.4, "higher", 0.10, repetitions=[16.0, 16.4, 16.8]))
+    m = {"metrics": {"request_throughput": 20.0}, "repetitions": reps_of("request_throughput", [19.8, 20.0, 20.3])}
+    verdict, _ = judge(m, base, {}, strict=False)
+    assert verdict == "improved" and not m["failed"]
+    assert any("perfsuite approve" in n for n in m["notes"])
