@@ -43,6 +43,13 @@ _OPTIONS = [
     ),
     ("--perf-start-timeout", "perf_start_timeout", "seconds a server may take to become ready (default 600)", "string"),
     ("--perf-log-dir", "perf_log_dir", "keep server logs in this folder (default: a new temporary folder)", "string"),
+    (
+        "--perf-budget-s",
+        "perf_budget_s",
+        "seconds a measurement may take: repetitions are added (beyond --perf-repetitions) until the "
+        "request throughput's median is known within 3%, or the budget is spent (default: no extra repetitions)",
+        "string",
+    ),
 ]
 
 
@@ -75,6 +82,19 @@ def _int(config: pytest.Config, name: str, default: int, flag: str) -> int:
     return value
 
 
+def _budget(config: pytest.Config) -> float | None:
+    raw = _get(config, "perf_budget_s")
+    if raw is None:
+        return None
+    try:
+        value = float(raw)
+    except (TypeError, ValueError):
+        raise pytest.UsageError(f"--perf-budget-s={raw}: expected a number of seconds") from None
+    if not value > 0:
+        raise pytest.UsageError(f"--perf-budget-s={raw}: must be more than 0 seconds")
+    return value
+
+
 def options_from_config(config: pytest.Config) -> PerfOptions:
     frameworks = _get(config, "perf_frameworks")
     results = _get(config, "perf_results")
@@ -89,6 +109,7 @@ def options_from_config(config: pytest.Config) -> PerfOptions:
         repetitions=_int(config, "perf_repetitions", 3, "--perf-repetitions"),
         start_timeout_s=float(_int(config, "perf_start_timeout", 600, "--perf-start-timeout")),
         log_dir=Path(config.rootpath, log_dir) if (log_dir := _get(config, "perf_log_dir")) else None,
+        budget_s=_budget(config),
     )
 
 
@@ -233,6 +254,7 @@ class PerfRecorder:
                 metric_names=server.metric_names,
                 check_alive=server.process.check_alive,
                 client_cpus=server.client_cpus,
+                budget_s=s.options.budget_s,
             )
         except PerfsuiteError as exc:
             pytest.fail(f"{server.framework}: {exc}", pytrace=False)

@@ -6,11 +6,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
+import itertools
 import math
 import os
 import platform
 import statistics
 import subprocess
+import time
 from collections.abc import Callable
 from dataclasses import asdict
 from importlib.metadata import PackageNotFoundError, version
@@ -19,6 +21,7 @@ import numpy as np
 import psutil
 
 from perfsuite.cost import add_costs
+from perfsuite.decision import median_interval
 from perfsuite.errors import MeasurementError
 from perfsuite.hardware import HardwareProfile
 from perfsuite.loadgen import Endpoint, Load, run_load
@@ -98,6 +101,33 @@ def distributions(records: list) -> dict:
     return {"ttft_ms": histogram(ttft), "itl_ms": histogram(itl)}
 
 
+# Adaptive length (--perf-budget-s): after the minimum repetitions, add more until the key metric's
+# median is known to within +-PRECISION (a 90% bootstrap interval), or until the next one would
+# overrun the time budget. +-3% on each side keeps the gate's interval of a change inside about +-6%,
+# so a 20% loss clears a 10% tolerance (docs/regression-gate.md).
+KEY_METRIC = "request_throughput"
+PRECISION = 0.03
+MAX_REPETITIONS = 30
+
+
+def _stop_reason(reps: list[dict], started: float, budget_s: float | None) -> str | None:
+    """Why no more repetitions are needed (None: run another). Called once the minimum has run."""
+    if budget_s is None:
+        return "fixed"
+    values = [r.get(KEY_METRIC) for r in reps]
+    values = [v for v in values if v is not None and math.isfinite(v)]
+    if values:
+        med, low, high = median_interval(values)
+        if med and (high - low) / 2 / abs(med) <= PRECISION:
+            return "precision"
+    if len(reps) >= MAX_REPETITIONS:
+        return "max repetitions"
+    elapsed = time.monotonic() - started
+    if elapsed + elapsed / max(len(reps), 1) > budget_s:
+        return "budget"
+    return None
+
+
 @contextlib.contextmanager
 def _pinned(cpus: set[int] | None):
     """Run the load generator on `cpus` (the cores the server leaves free), then restore."""
@@ -130,19 +160,25 @@ def measure(
     telemetry: bool = True,
     client_cpus: set[int] | None = None,
     headers: dict[str, str] | None = None,
+    budget_s: float | None = None,
 ) -> dict:
     """Run the load `repetitions` times; the metrics are the medians over repetitions.
 
     Each repetition sends fresh prompts (seed + repetition) after its own warm-up, with telemetry
-    sampled throughout; the server's liveness is checked after each.
+    sampled throughout; the server's liveness is checked after each. With `budget_s`, `repetitions`
+    is the minimum: more run until KEY_METRIC's median is within +-PRECISION or the next repetition
+    would end after `budget_s` seconds (result["stopping"] says which).
     """
     if repetitions < 1:
         raise MeasurementError(f"repetitions={repetitions}: at least one is needed")
     price = profile.price_per_hour * gpus
     count = load.warmup_requests + (load.requests or 4096)  # duration mode cycles through these
     reps, errors, series, ok_records = [], [], [], []
+    started, stop = time.monotonic(), None
     with _pinned(client_cpus):
-        for i in range(repetitions):
+        for i in itertools.count():
+            if i >= repetitions and (stop := _stop_reason(reps, started, budget_s)):
+                break
             specs = prompts.requests(workload, count, seed=load.seed + i)
             tel = (
                 Telemetry(procs=procs, metrics_url=metrics_url, names=metric_names, use_gpu=profile.kind == "gpu")
@@ -178,6 +214,7 @@ def measure(
         "price_source": f"{profile.price_source} ({profile.price_date})",
         "metrics": metrics,
         "repetitions": reps,
+        "stopping": {"reason": stop, "repetitions": len(reps), "seconds": round(time.monotonic() - started, 1)},
         "memory_series": series,
         "distributions": distributions(ok_records),
         "errors": errors[:20],

@@ -40,6 +40,7 @@ class PerfOptions:
     repetitions: int = 3
     start_timeout_s: float = 600.0
     log_dir: Path | None = None
+    budget_s: float | None = None  # --perf-budget-s: add repetitions until precise, within this time
 
 
 def resolve_model(model: str | None, cache_dir: str | None = None) -> str:

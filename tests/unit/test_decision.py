@@ -1,7 +1,9 @@
 """The gate's decision rule (perfsuite.decision): properties over generated repetitions, and examples."""
 
 import math
+import time
 
+import numpy as np
 import pytest
 from hypothesis import assume, given
 from hypothesis import strategies as st
@@ -165,3 +167,42 @@ def test_a_baseline_that_crosses_zero_gives_an_unbounded_interval():
     change, low, high = change_interval([-1.0, 2.0, 3.0], [2.0])
     assert change == 0 and low == -math.inf and high == math.inf
     assert decide([-1.0, 2.0, 3.0], [1.0], "higher", 0.1).verdict == "inconclusive"
+
+
+# ---------------------------------------------------------------- adaptive length (runner._stop_reason)
+
+
+def _reps(*values):
+    return [{"request_throughput": v} for v in values]
+
+
+def test_without_a_budget_the_repetitions_are_fixed():
+    from perfsuite.runner import _stop_reason
+
+    assert _stop_reason(_reps(10.0, 20.0, 30.0), time.monotonic(), None) == "fixed"
+
+
+def test_a_precise_key_metric_stops_early():
+    from perfsuite.runner import PRECISION, _stop_reason
+
+    tight = _reps(16.0, 16.3, 16.5)  # half the range is 1.5% of the median
+    assert PRECISION >= (16.5 - 16.0) / 2 / 16.3
+    assert _stop_reason(tight, time.monotonic(), 600) == "precision"
+
+
+def test_a_noisy_key_metric_runs_on_until_the_budget():
+    from perfsuite.runner import _stop_reason
+
+    noisy = _reps(27.0, 32.0, 30.0)
+    assert _stop_reason(noisy, time.monotonic() - 3.0, 600) is None  # 1 s a repetition, plenty left
+    assert _stop_reason(noisy, time.monotonic() - 9.0, 11) == "budget"  # the next would end at ~12 s
+    assert _stop_reason(_reps(*range(1, 31)), time.monotonic(), 600) == "max repetitions"
+
+
+def test_more_repetitions_of_moderate_noise_reach_the_precision():
+    from perfsuite.runner import _stop_reason
+
+    rng = np.random.default_rng(1)
+    values = [15.0, 17.0, 16.0, *(16 * (1 + 0.04 * rng.standard_normal(27)))]  # +-6% after three
+    reached = next(n for n in range(3, 31) if _stop_reason(_reps(*values[:n]), time.monotonic(), 600))
+    assert 3 < reached < 30
