@@ -247,6 +247,97 @@ def _roofline(args: argparse.Namespace) -> int:
     return 0
 
 
+def _calc(args: argparse.Namespace) -> int:
+    """Monthly cost of a traffic self-hosted at a measured capacity, against every API model."""
+    from perfsuite.calculator import SLOTarget, Traffic, calculate, capacity_from_results, load_catalogs
+
+    catalogs = load_catalogs(args.prices)
+    traffic = Traffic.of(args.requests_per_month, args.peak_rps, args.input_tokens, args.output_tokens)
+    if (args.throughput is None) == (args.results is None):
+        raise UsageError("capacity: give --throughput REQ_PER_S, or --results FILE with --framework NAME")
+    notes = []
+    if args.results:
+        if not args.framework:
+            raise UsageError("--results needs --framework (the framework whose capacity to use)")
+        slo = None
+        if args.slo_ttft_ms or args.slo_tpot_ms:
+            slo = SLOTarget(args.slo_ttft_ms or 1000.0, args.slo_tpot_ms or 100.0, args.slo_percentile)
+        cap = capacity_from_results(read_results(args.results), args.framework, args.measured_on, slo)
+        throughput, measured_on = cap["throughput_rps"], cap["profile"]
+        notes.append(f"capacity: {throughput:.4g} req/s per replica, {cap['basis']}, from {cap['test_id']}")
+    else:
+        throughput, measured_on = args.throughput, None
+    gpu = args.gpu or measured_on
+    if args.price_per_hour is not None:
+        price, priced = args.price_per_hour, "--price-per-hour"
+    elif gpu:
+        from perfsuite.hardware import load_catalog
+
+        gpu = load_catalog()[1].get(gpu, gpu)
+        price = catalogs.hardware_price(gpu)
+        hw = catalogs.hardware[gpu]
+        priced = f"{gpu}, {hw['price_source']}, {hw['price_date']}"
+    else:
+        raise UsageError("price: give --gpu PROFILE (catalog price) or --price-per-hour")
+    if measured_on and gpu and gpu != measured_on:
+        notes.append(f"capacity measured on {measured_on} but priced as {gpu}: check that is what you mean")
+    models = catalogs.api_models
+    if args.api:
+        unknown = [a for a in args.api if a not in models]
+        if unknown:
+            raise UsageError(f"--api {', '.join(unknown)}: not in the model catalog; known: {', '.join(models)}")
+        models = {k: models[k] for k in args.api}
+    r = calculate(traffic, throughput, price, models, args.devices)
+    if args.json:
+        print(json.dumps(r | {"notes": notes, "price_basis": priced}, indent=2))
+        return 0
+    sh, t = r["self_hosted"], r["traffic"]
+    rows = [
+        ["requests per month", f"{t['requests_per_month']:,.0f} (average {t['average_rps']:.4g} req/s)"],
+        ["peak", f"{t['peak_rps']:.4g} req/s"],
+        ["tokens per request", f"{t['input_tokens']:g} in, {t['output_tokens']:g} out"],
+        ["capacity per replica", f"{throughput:.4g} req/s"],
+        ["price", f"${price:g}/h per device x {args.devices} device(s) ({priced})"],
+        ["replicas", f"{sh['replicas']} (peak utilization {sh['utilization']:.0%})"],
+        ["self-hosted monthly cost", f"${sh['monthly_cost']:,.2f} (730 h)"],
+        ["self-hosted per 1M requests", f"${sh['cost_per_1m_requests']:,.2f}"],
+        ["self-hosted per 1M tokens", f"${sh['cost_per_1m_tokens']:,.4f}"],
+        ["at full utilization, per 1M requests", f"${sh['full_utilization_cost_per_1m_requests']:,.2f}"],
+    ]
+    print(tabulate(rows, tablefmt="plain", disable_numparse=True))
+    body = [
+        [
+            f"{a['provider']} {a['model']}",
+            a["tier"],
+            f"${a['monthly_cost']:,.2f}",
+            f"{'-' if a['delta'] < 0 else '+'}${abs(a['delta']):,.2f}",
+            "-" if a["delta_pct"] is None else f"{a['delta_pct']:+.1f}%",
+            "never" if a["break_even_requests_per_month"] is None else f"{a['break_even_requests_per_month']:,}",
+        ]
+        for a in r["api"].values()
+    ]
+    print()
+    print(
+        tabulate(
+            body,
+            headers=["API model", "tier", "API monthly", "delta (self - API)", "delta %", "break-even req/month"],
+            disable_numparse=True,
+        )
+    )
+    for n in notes:
+        print(f"note: {n}")
+    return 0
+
+
+def _report(args: argparse.Namespace) -> int:
+    """perf-report.md and perf-report.html from a results file."""
+    from perfsuite.report_html import write_reports
+
+    md, page = write_reports(read_results(args.results), args.out, prices=args.prices, baseline_dir=args.baseline_dir)
+    print(f"wrote {md}\nwrote {page}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="perfsuite", description=__doc__)
     sub = p.add_subparsers(dest="command", required=True)
@@ -283,6 +374,36 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--output-tokens", type=int, default=512)
     r.add_argument("--concurrency", type=int, default=256, help="sequences in flight at most (default 256)")
     r.set_defaults(func=_roofline)
+
+    k = sub.add_parser(
+        "calc",
+        help="monthly cost of a traffic self-hosted at a measured capacity vs API models (docs/report.md)",
+    )
+    k.add_argument("--requests-per-month", type=float, help="traffic: requests per month")
+    k.add_argument("--peak-rps", type=float, help="traffic: peak requests/s the replicas are sized for")
+    k.add_argument("--input-tokens", type=float, required=True, help="input tokens per request")
+    k.add_argument("--output-tokens", type=float, required=True, help="output tokens per request")
+    k.add_argument("--throughput", type=float, help="capacity: requests/s one replica serves within the SLO")
+    k.add_argument("--results", help="capacity from this results file (its load sweep under the SLO)")
+    k.add_argument("--framework", help="with --results: the framework")
+    k.add_argument("--measured-on", help="with --results: the profile it was measured on (default: any)")
+    k.add_argument("--slo-ttft-ms", type=float, help="with --results: TTFT target (default: the sweep's SLO)")
+    k.add_argument("--slo-tpot-ms", type=float, help="with --results: TPOT target (default: the sweep's SLO)")
+    k.add_argument("--slo-percentile", type=int, default=90, choices=[50, 90, 99], help="SLO percentile (90)")
+    k.add_argument("--gpu", help="hardware profile whose catalog price to use (default: the measured one)")
+    k.add_argument("--price-per-hour", type=float, help="or: your own price per device-hour")
+    k.add_argument("--devices", type=int, default=1, help="devices per replica (default 1)")
+    k.add_argument("--api", action="append", help="API model key to compare with (repeatable; default all)")
+    k.add_argument("--prices", help="JSON file of your own hardware and API prices (docs/report.md)")
+    k.add_argument("--json", action="store_true", help="print the result as JSON")
+    k.set_defaults(func=_calc)
+
+    rp = sub.add_parser("report", help="write perf-report.md and perf-report.html from a results file")
+    rp.add_argument("results", help="the JSON written by pytest --perf-results (or perfsuite merge)")
+    rp.add_argument("--out", required=True, help="folder to write the two files to")
+    rp.add_argument("--prices", help="JSON file of your own hardware and API prices")
+    rp.add_argument("--baseline-dir", default="baselines", help="baselines for the trend plots (default baselines)")
+    rp.set_defaults(func=_report)
 
     ld = sub.add_parser("load", help="drive load against a running OpenAI-compatible endpoint and print metrics")
     ld.add_argument("--url", required=True, help="base URL, e.g. http://127.0.0.1:8000")

@@ -3,11 +3,14 @@ module only translates pytest's world into calls to it."""
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from pathlib import Path
 
 import pytest
+from tabulate import tabulate
 
 from perfsuite.baseline import load_baseline
+from perfsuite.calculator import SLOTarget, load_catalogs, meets_slo, sustainable_point
 from perfsuite.cost import add_costs
 from perfsuite.errors import PerfsuiteError, UsageError
 from perfsuite.frameworks import EngineSettings, RunningServer
@@ -20,6 +23,14 @@ from perfsuite.session import PerfOptions, PerfSession
 from perfsuite.workloads import Workload, get_workload
 
 SESSION = pytest.StashKey[PerfSession]()
+# What each point of a load sweep keeps (the report plots them; calculator.meets_slo reads them).
+SWEEP_KEYS = (
+    "request_throughput",
+    "output_throughput",
+    "goodput",
+    "error_rate",
+    *(f"{m}_p{p}_ms" for m in ("ttft", "tpot", "e2e") for p in (50, 90, 99)),
+)
 
 # (option, ini name, help, kind). Every option can also be set in the ini file / pyproject.
 _OPTIONS = [
@@ -50,6 +61,13 @@ _OPTIONS = [
         "request throughput's median is known within 3%, or the budget is spent (default: no extra repetitions)",
         "string",
     ),
+    (
+        "--perf-report",
+        "perf_report",
+        "write perf-report.md (job summary) and perf-report.html (matrix, plots, cost calculator) to this folder",
+        "string",
+    ),
+    ("--perf-prices", "perf_prices", "JSON file of your own hardware and API prices (see docs/report.md)", "string"),
 ]
 
 
@@ -110,6 +128,8 @@ def options_from_config(config: pytest.Config) -> PerfOptions:
         start_timeout_s=float(_int(config, "perf_start_timeout", 600, "--perf-start-timeout")),
         log_dir=Path(config.rootpath, log_dir) if (log_dir := _get(config, "perf_log_dir")) else None,
         budget_s=_budget(config),
+        report_dir=Path(config.rootpath, report) if (report := _get(config, "perf_report")) else None,
+        prices=Path(config.rootpath, prices) if (prices := _get(config, "perf_prices")) else None,
     )
 
 
@@ -124,6 +144,8 @@ def pytest_configure(config: pytest.Config) -> None:
         options = options_from_config(config)
         profile = resolve_profile(options.gpu)
         check_profile(profile)
+        if options.prices:
+            load_catalogs(options.prices)  # a bad prices file is a usage error now, not after the run
         config.stash[SESSION] = PerfSession(options, profile)
     except UsageError as exc:
         raise pytest.UsageError(str(exc)) from None
@@ -238,26 +260,7 @@ class PerfRecorder:
         s = self.session
         wl = get_workload(workload) if isinstance(workload, str) else workload
         load = load or Load.closed(8, requests=48)
-        try:
-            m = measure(
-                server.endpoint,
-                server.protocol(wl.api),
-                wl,
-                load,
-                s.prompts(),
-                s.profile,
-                repetitions=repetitions or s.options.repetitions,
-                slo=slo or SLO(),
-                gpus=server.settings.tensor_parallel_size,
-                procs=server.process.tree,
-                metrics_url=server.metrics_url,
-                metric_names=server.metric_names,
-                check_alive=server.process.check_alive,
-                client_cpus=server.client_cpus,
-                budget_s=s.options.budget_s,
-            )
-        except PerfsuiteError as exc:
-            pytest.fail(f"{server.framework}: {exc}", pytrace=False)
+        m = self._run(server, wl, load, slo or SLO(), repetitions or s.options.repetitions)
         self._describe(m, server.framework, server.version, server.settings, variant)
         m["server_notes"] = list(server.notes)
         if m["metrics"]["error_rate"] > max_error_rate:
@@ -268,6 +271,81 @@ class PerfRecorder:
                 f"{max_error_rate:.1%}); first: {m['errors'][:3]}",
                 pytrace=False,
             )
+        return self._judge(m, thresholds)
+
+    def _run(self, server: RunningServer, wl: Workload, load: Load, slo: SLO, repetitions: int) -> dict:
+        """perfsuite.runner.measure against `server`; a measurement error fails the test, naming the framework."""
+        s = self.session
+        try:
+            return measure(
+                server.endpoint,
+                server.protocol(wl.api),
+                wl,
+                load,
+                s.prompts(),
+                s.profile,
+                repetitions=repetitions,
+                slo=slo,
+                gpus=server.settings.tensor_parallel_size,
+                procs=server.process.tree,
+                metrics_url=server.metrics_url,
+                metric_names=server.metric_names,
+                check_alive=server.process.check_alive,
+                client_cpus=server.client_cpus,
+                budget_s=s.options.budget_s,
+            )
+        except PerfsuiteError as exc:
+            pytest.fail(f"{server.framework}: {exc}", pytrace=False)
+
+    def sweep(
+        self,
+        server: RunningServer,
+        workload: str | Workload = "chat",
+        rates: tuple[float, ...] = (2, 4, 8, 16, 32),
+        *,
+        requests: int = 32,
+        warmup_requests: int = 4,
+        slo: SLOTarget | None = None,
+        thresholds: dict[str, str] | None = None,
+    ) -> dict:
+        """Poisson arrivals at each rate in turn, lowest first, one run of `requests` each: the
+        throughput-latency curve. It stops after the first rate that misses `slo` (past the knee every
+        rate only queues longer). The measurement kept, and judged against the baseline, is the one at
+        the highest rate that met the SLO: that rate, not the peak, is what capacity and cost rest on.
+        Every point is in m["sweep"]["points"] for the report."""
+        wl = get_workload(workload) if isinstance(workload, str) else workload
+        slo = slo or SLOTarget()
+        points, runs = [], {}
+        for i, rate in enumerate(sorted(rates)):
+            load = Load.poisson(rate, requests=requests, warmup_requests=warmup_requests, seed=i)
+            run = self._run(server, wl, load, SLO(slo.ttft_ms, slo.tpot_ms), 1)
+            points.append({"rate": rate, **{k: round(run["metrics"][k], 4) for k in SWEEP_KEYS}})
+            runs[rate] = run
+            if not meets_slo(points[-1], slo):
+                break
+        best = sustainable_point(points, slo)
+        if best is None:
+            table = tabulate(points, headers="keys", disable_numparse=True)
+            pytest.fail(
+                f"{server.framework}: no swept rate met the SLO (TTFT p{slo.percentile} <= {slo.ttft_ms:g} ms, "
+                f"TPOT p{slo.percentile} <= {slo.tpot_ms:g} ms, no errors):\n{table}",
+                pytrace=False,
+            )
+        m = runs[best["rate"]]
+        m["load"] = {
+            "arrival": "poisson-sweep",
+            "rates": sorted(rates),
+            "requests": requests,
+            "warmup_requests": warmup_requests,
+        }
+        m["sweep"] = {
+            "slo": asdict(slo),
+            "points": points,
+            "rate": best["rate"],
+            "throughput_rps": best["request_throughput"],
+        }
+        self._describe(m, server.framework, server.version, server.settings)
+        m["server_notes"] = list(server.notes)
         return self._judge(m, thresholds)
 
     def measure_offline(
@@ -372,6 +450,12 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
     if s is not None:
         s.pool.close()
         s.write_results()
+        if s.options.report_dir:
+            from perfsuite.report_html import write_reports
+
+            s.report_paths = write_reports(
+                s.results(), s.options.report_dir, prices=s.options.prices, baseline_dir=s.options.baseline_dir
+            )
 
 
 def pytest_terminal_summary(terminalreporter, config: pytest.Config) -> None:
@@ -398,4 +482,6 @@ def pytest_terminal_summary(terminalreporter, config: pytest.Config) -> None:
         tr.write_line(f"baselines written: {len(s.written)} under {s.options.baseline_dir / s.profile.name}")
     if s.options.results:
         tr.write_line(f"results: {s.options.results}")
+    for path in getattr(s, "report_paths", ()):
+        tr.write_line(f"report: {path}")
     tr.write_line(f"server logs: {s.log_dir}")

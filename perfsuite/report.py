@@ -6,7 +6,15 @@ import math
 
 from tabulate import tabulate
 
-__all__ = ["selection_matrix", "matrix_table", "verdict_table", "comparison_table", "metrics_table", "claims_table"]
+__all__ = [
+    "selection_matrix",
+    "matrix_table",
+    "verdict_table",
+    "comparison_table",
+    "metrics_table",
+    "claims_table",
+    "markdown_report",
+]
 
 # The matrix takes each column from the workload that measures it best: capacity and cost from the
 # fixed-length throughput workload, latency from the chat workload. When a framework was not
@@ -185,3 +193,24 @@ def claims_table(claims: list[dict], fmt: str = "simple") -> str:
     """The source article's claims, each with what it came to on this hardware and the numbers."""
     body = [[c["claim"], c["verdict"], c["evidence"]] for c in claims]
     return tabulate(body, headers=["claim", "verdict", "evidence"], tablefmt=fmt, disable_numparse=True)
+
+
+def markdown_report(measurements: list[dict], matrix: list[dict], claims: list[dict] = ()) -> str:
+    """The summary for a CI job page ($GITHUB_STEP_SUMMARY) or a PR comment: verdicts, matrix, claims."""
+    failed = [m for m in measurements if m.get("failed")]
+    profiles = ", ".join(sorted({m["profile"] for m in measurements})) or "-"
+    head = f"## perfsuite on {profiles}: " + (
+        f"{len(failed)} of {len(measurements)} measurements failed"
+        if failed
+        else f"{len(measurements)} measurements, none failed"
+    )
+    parts = [
+        head,
+        "### Verdicts",
+        verdict_table(measurements, fmt="github"),
+        "### Selection matrix",
+        matrix_table(matrix, fmt="github"),
+    ]
+    if claims:
+        parts += ["### The source article's claims", claims_table(list(claims), fmt="github")]
+    return "\n\n".join(parts) + "\n"

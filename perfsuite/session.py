@@ -40,6 +40,8 @@ class PerfOptions:
     repetitions: int = 3
     start_timeout_s: float = 600.0
     log_dir: Path | None = None
+    report_dir: Path | None = None  # --perf-report: write perf-report.md and perf-report.html there
+    prices: Path | None = None  # --perf-prices: the user's prices laid over the catalogs (report and calculator)
     budget_s: float | None = None  # --perf-budget-s: add repetitions until precise, within this time
 
 
