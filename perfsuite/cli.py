@@ -13,7 +13,7 @@ from tabulate import tabulate
 
 from perfsuite.baseline import baseline_path, load_baseline, make_baseline, promote, successor
 from perfsuite.cost import cost_per_million
-from perfsuite.errors import PerfsuiteError, UsageError
+from perfsuite.errors import BaselineError, PerfsuiteError, UsageError
 
 __all__ = ["main"]
 
@@ -65,6 +65,22 @@ def _min_tolerance(profile: str) -> dict[str, float]:
         return {}  # a profile from a user's own catalog: no noise floor known here
 
 
+def _above_bound(m: dict) -> str | None:
+    """The problem if a measurement's throughput is above the physical bound stored with it (computed
+    where it was measured, on the device it ran on); None when it is within, or has no bound."""
+    from perfsuite.roofline import Bound, check_within_bound
+
+    if not m.get("roofline"):
+        return None
+    try:
+        bound = Bound.from_dict(m["roofline"])
+    except (KeyError, TypeError) as exc:
+        raise UsageError(
+            f"{m['test_id']}: its 'roofline' entry is incomplete ({exc}); pass the file as written"
+        ) from None
+    return check_within_bound(m["metrics"], bound)
+
+
 def _approve(args: argparse.Namespace) -> int:
     data = read_results(args.results)
     chosen = [m for m in data["measurements"] if not args.test or any(t in m["test_id"] for t in args.test)]
@@ -78,6 +94,9 @@ def _approve(args: argparse.Namespace) -> int:
         if m.get("metrics", {}).get("error_rate", 0) > 0 or m.get("verdict") == "errors":
             rows.append([m["test_id"], m["profile"], "skipped: the run had failed requests"])
             continue
+        problem = _above_bound(m)
+        if problem:
+            raise BaselineError(f"{args.results}: {m['test_id']} not approved, {path} not written: {problem}")
         old = load_baseline(path)
         plans.append((path, successor(m, old, _min_tolerance(m["profile"])), old, m))
     for path, doc, old, m in plans:
@@ -224,20 +243,31 @@ def _roofline(args: argparse.Namespace) -> int:
     from importlib import resources
 
     from perfsuite.hardware import resolve_profile
-    from perfsuite.roofline import Device, ModelShape, roofline
+    from perfsuite.roofline import Device, ModelShape, roofline, run_dtype_bytes
 
     if args.model == "llama-3.1-8b":
         config = json.loads(resources.files("perfsuite").joinpath("data/models/llama-3.1-8b.json").read_text())
+    elif args.model == "tiny":
+        from perfsuite.model import build_model
+
+        config = json.loads((build_model() / "config.json").read_text())
     elif Path(args.model).exists():
-        config = args.model
+        path = Path(args.model)
+        config = json.loads((path / "config.json" if path.is_dir() else path).read_text())
     else:
-        raise UsageError(f"--model {args.model}: give a model folder or config.json, or llama-3.1-8b")
+        raise UsageError(f"--model {args.model}: give a model folder or config.json, tiny, or llama-3.1-8b")
     profile = resolve_profile(args.gpu)
     try:
         device = Device.from_profile(profile, args.devices)
+        dtype_bytes = run_dtype_bytes(config.get("torch_dtype") or config.get("dtype"), args.dtype)
     except ValueError as exc:
-        raise UsageError(f"--gpu={args.gpu}: {exc}") from None
-    b = roofline(ModelShape.from_config(config), device, args.input_tokens, args.output_tokens, args.concurrency)
+        raise UsageError(f"--gpu={args.gpu} --dtype={args.dtype}: {exc}") from None
+    if profile.kind == "cpu":
+        from perfsuite.probe import cpu_peak
+
+        print(f"CPU probe: {cpu_peak().describe()}")
+    model = ModelShape.from_config(config, dtype_bytes=dtype_bytes)
+    b = roofline(model, device, args.input_tokens, args.output_tokens, args.concurrency, args.shared_prefix_tokens)
     print(b.explanation)
     price = profile.price_per_hour * args.devices
     print(
@@ -366,9 +396,13 @@ def build_parser() -> argparse.ArgumentParser:
     mg.add_argument("-o", "--output", required=True, help="the merged results file to write")
     mg.set_defaults(func=_merge)
 
-    r = sub.add_parser("roofline", help="the physical upper bound on requests/s for a model on a GPU profile")
-    r.add_argument("--model", default="llama-3.1-8b", help="model folder or config.json (default: llama-3.1-8b)")
-    r.add_argument("--gpu", default="a100", help="GPU profile (default a100)")
+    r = sub.add_parser("roofline", help="the physical upper bound on requests/s for a model on a hardware profile")
+    r.add_argument(
+        "--model", default="llama-3.1-8b", help="model folder or config.json, tiny (the local model) or llama-3.1-8b"
+    )
+    r.add_argument("--gpu", default="a100", help="hardware profile (default a100); cpu probes this machine")
+    r.add_argument("--dtype", default="auto", help="dtype the engine runs (default auto: at most 2 bytes a weight)")
+    r.add_argument("--shared-prefix-tokens", type=int, default=0, help="prompt tokens shared by every request")
     r.add_argument("--devices", type=int, default=1, help="tensor-parallel devices (default 1)")
     r.add_argument("--input-tokens", type=int, default=4096)
     r.add_argument("--output-tokens", type=int, default=512)

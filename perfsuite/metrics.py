@@ -58,6 +58,8 @@ METRICS: dict[str, MetricSpec] = {
     "prefix_cache_hit_rate": MetricSpec("ratio", "higher"),
     "cost_per_1m_requests": MetricSpec("$", "lower", gated=True),
     "cost_per_1m_output_tokens": MetricSpec("$", "lower"),
+    # Measured req/s over the roofline's physical bound (perfsuite.roofline): how far from the hardware.
+    "efficiency": MetricSpec("ratio", "higher"),
 }
 
 

@@ -51,6 +51,7 @@ def selection_matrix(measurements: list[dict]) -> list[dict]:
                 "memory_utilization": max(mem) if mem else None,
                 "cost_per_1m_requests": cap["metrics"].get("cost_per_1m_requests"),
                 "cost_per_1m_output_tokens": cap["metrics"].get("cost_per_1m_output_tokens"),
+                "efficiency": cap["metrics"].get("efficiency"),
                 "best_for": [],
                 "uses": sorted({m["workload"]["name"] + ":" + m["workload"].get("use", "") for m in ms}),
             }
@@ -84,6 +85,11 @@ def _fmt(v, digits=2) -> str:
     return str(v)
 
 
+def _pct(v) -> str:
+    """Efficiency (measured / physical bound) as a percentage; '-' when there is no bound."""
+    return "-" if v is None or not math.isfinite(v) else f"{v:.1%}"
+
+
 def matrix_table(rows: list[dict], fmt: str = "simple") -> str:
     headers = [
         "framework",
@@ -95,6 +101,7 @@ def matrix_table(rows: list[dict], fmt: str = "simple") -> str:
         "mem util",
         "$/1M req",
         "$/1M out tok",
+        "eff.",
         "best for",
     ]
     body = [
@@ -108,6 +115,7 @@ def matrix_table(rows: list[dict], fmt: str = "simple") -> str:
             "-" if r["memory_utilization"] is None else f"{r['memory_utilization']:.1%}",
             _fmt(r["cost_per_1m_requests"]),
             _fmt(r["cost_per_1m_output_tokens"], 4),
+            _pct(r.get("efficiency")),
             "; ".join(r["best_for"]) or ("-" if len(rows) > 1 else "(needs 2+ frameworks)"),
         ]
         for r in rows
@@ -116,7 +124,7 @@ def matrix_table(rows: list[dict], fmt: str = "simple") -> str:
 
 
 def verdict_table(measurements: list[dict], fmt: str = "simple") -> str:
-    headers = ["test", "verdict", "req/s", "out tok/s", "TTFT p50 ms", "TPOT p50 ms", "errors", "note"]
+    headers = ["test", "verdict", "req/s", "out tok/s", "eff.", "TTFT p50 ms", "TPOT p50 ms", "errors", "note"]
     body = []
     for m in measurements:
         x = m["metrics"]
@@ -126,6 +134,7 @@ def verdict_table(measurements: list[dict], fmt: str = "simple") -> str:
                 m.get("verdict", "-"),
                 _fmt(x.get("request_throughput")),
                 _fmt(x.get("output_throughput"), 0),
+                _pct(x.get("efficiency")),
                 _fmt(x.get("ttft_p50_ms"), 1),
                 _fmt(x.get("tpot_p50_ms"), 2),
                 _fmt(x.get("error_rate")),

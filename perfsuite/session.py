@@ -8,7 +8,8 @@ from __future__ import annotations
 import json
 import os
 import tempfile
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from perfsuite.baseline import (
@@ -20,10 +21,11 @@ from perfsuite.baseline import (
     promote,
     successor,
 )
-from perfsuite.errors import ServerError, UsageError
+from perfsuite.errors import BaselineError, MeasurementError, ServerError, UsageError
 from perfsuite.frameworks import EngineSettings, FrameworkPlugin, RunningServer, load_frameworks
 from perfsuite.hardware import HardwareProfile
 from perfsuite.report import selection_matrix
+from perfsuite.roofline import Bound, Device, check_within_bound, measurement_bound
 
 __all__ = ["PerfOptions", "PerfSession", "ServerPool", "resolve_model", "judge"]
 
@@ -73,6 +75,7 @@ class ServerPool:
         self.current: tuple | None = None
         self.server: RunningServer | None = None
         self.failed: dict[tuple, str] = {}
+        self.before_start: Callable[[], object] | None = None  # run with no server up (the CPU probe)
 
     def get(self, plugin: FrameworkPlugin, model: str, settings: EngineSettings) -> RunningServer:
         key = (plugin.name, model, settings)
@@ -83,6 +86,8 @@ class ServerPool:
         if self.current == key and self.server is not None and self.server.process.alive():
             return self.server
         self.close()
+        if self.before_start is not None:
+            self.before_start()
         try:
             self.server = plugin.start(model, settings, self.profile, self.log_dir, self.start_timeout_s)
         except ServerError as exc:
@@ -152,6 +157,7 @@ class PerfSession:
     measurements: list[dict] = field(default_factory=list)
     claims: list[dict] = field(default_factory=list)
     written: list[Path] = field(default_factory=list)
+    device: Device | None = None  # the roofline's device: probed on the cpu profile, else from the catalog
 
     def __post_init__(self) -> None:
         if not self.frameworks:
@@ -170,6 +176,8 @@ class PerfSession:
         log_dir.mkdir(parents=True, exist_ok=True)
         self.log_dir = log_dir
         self.pool = ServerPool(self.profile, log_dir, self.options.start_timeout_s)
+        self.pool.before_start = self.roofline_device
+        self._device_note: str | None = None
         self._model: str | None = None
         self._prompts = {}
 
@@ -206,6 +214,7 @@ class PerfSession:
         """Judge a measurement against its baseline, keep it, and write the baseline if asked to."""
         path = self.baseline_file(measurement["test_id"])
         baseline = load_baseline(path)
+        self.check_bounds(measurement, baseline, path)
         verdict, rows = judge(measurement, baseline, thresholds or {}, self.options.strict)
         self.measurements.append(measurement)
         if self.options.update_baselines:
@@ -217,6 +226,67 @@ class PerfSession:
                 measurement["failed"] = False
                 measurement["verdict"] += " -> baseline written"
         return measurement["verdict"], rows
+
+    def roofline_device(self, devices: int = 1) -> Device | None:
+        """The device bounds are computed for: the catalog's figures for a GPU profile; on the cpu profile
+        this machine's peaks, probed once, with no server up (the pool calls this before starting one)."""
+        if self.device is not None or self._device_note is not None:
+            return self.device
+        if self.profile.kind != "cpu":
+            try:
+                return Device.from_profile(self.profile, devices)
+            except ValueError as exc:
+                self._device_note = f"no roofline bound: {exc}"
+                return None
+        if self.pool.server is not None:
+            self.pool.close()  # its engine busy-polls a core: a probe now would read low
+        try:
+            self.device = Device.from_profile(self.profile)
+        except (ImportError, RuntimeError, OSError) as exc:
+            self._device_note = f"no roofline bound: the CPU probe failed ({exc})"
+        return self.device
+
+    def bound(self, workload: dict, load: dict, engine: dict, metrics: dict) -> Bound | str:
+        """The physical bound for a measurement of this shape, or why there is none."""
+        if not (Path(self.model) / "config.json").exists():
+            return f"no roofline bound: {self.model} has no local config.json"
+        device = self.roofline_device((engine or {}).get("tensor_parallel_size") or 1)
+        if device is None:
+            return self._device_note or "no roofline bound"
+        try:
+            return measurement_bound(Path(self.model), device, workload, load, engine or {}, metrics)
+        except (ValueError, KeyError, TypeError) as exc:
+            return f"no roofline bound: {exc}"
+
+    def check_bounds(self, measurement: dict, baseline: dict | None, path: Path) -> None:
+        """Store efficiency = measured req/s / bound in the measurement. Numbers above the bound are a
+        measurement error: MeasurementError for the measurement, BaselineError (naming `path`) for its
+        baseline; either way the measurement is kept, marked failed."""
+        m = measurement["metrics"]
+        bound = self.bound(measurement["workload"], measurement["load"], measurement.get("engine") or {}, m)
+        problem = None
+        if isinstance(bound, str):
+            measurement.setdefault("notes", []).append(bound)
+        else:
+            if m.get("request_throughput") is not None and bound.requests_per_s > 0:
+                m["efficiency"] = m["request_throughput"] / bound.requests_per_s
+            devices = (measurement.get("engine") or {}).get("tensor_parallel_size") or 1
+            measurement["roofline"] = {**asdict(bound), "device": self.roofline_device(devices).name}
+            problem = check_within_bound(m, bound)
+            if problem:
+                measurement["verdict"] = "above bound"
+        prov = (baseline or {}).get("provenance", {})
+        if not problem and prov.get("model") == self.model_label and "workload" in prov and "load" in prov:
+            old = self.bound(prov["workload"], prov["load"], prov.get("engine") or {}, {})
+            if not isinstance(old, str):
+                problem = check_within_bound(baseline["metrics"], old, what=f"{path}: refused: the baseline's")
+                if problem:
+                    problem += " Fix the file, or delete it and rerun with --perf-update-baselines."
+                    measurement["verdict"] = "baseline refused"
+        if problem:
+            measurement["failed"] = True
+            self.measurements.append(measurement)
+            raise (BaselineError if measurement["verdict"] == "baseline refused" else MeasurementError)(problem)
 
     def results(self) -> dict:
         return {
