@@ -24,6 +24,9 @@ LATENCY_WORKLOAD = "chat"
 
 
 def _best(ms: list[dict], workload: str) -> dict | None:
+    # A load sweep's measurement is at the rate the sweep chose, not the workload's standard load: it
+    # gives the "at SLO" figures of the HTML report, and these columns only when nothing else was measured.
+    ms = [m for m in ms if "sweep" not in m] or ms
     chosen = [m for m in ms if m["workload"]["name"] == workload] or ms
     return max(chosen, key=lambda m: m["metrics"].get("request_throughput", 0)) if chosen else None
 
@@ -59,7 +62,7 @@ def selection_matrix(measurements: list[dict]) -> list[dict]:
     # Best for: per workload, the framework with the highest goodput (requests/s meeting the SLO).
     by_workload: dict[str, list[dict]] = {}
     for m in measurements:
-        if m.get("metrics", {}).get("requests_ok"):
+        if m.get("metrics", {}).get("requests_ok") and "sweep" not in m:
             by_workload.setdefault(m["workload"]["name"], []).append(m)
     for workload, ms in sorted(by_workload.items()):
         if len({m["framework"] for m in ms}) < 2:

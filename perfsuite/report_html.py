@@ -106,8 +106,9 @@ def report_data(results: dict, catalogs: Catalogs | None = None, baseline_dir: s
         for m in ms
         if m.get("sweep", {}).get("points")
     ]
+    matrix = selection_matrix(ms)  # recomputed: a results file's own matrix may predate this version
     peak = {}
-    for row in results.get("matrix") or selection_matrix(ms):
+    for row in matrix:
         peak.setdefault(row["framework"], {})[row["profile"]] = row["request_throughput"]
     trends = {}
     if baseline_dir is not None:
@@ -120,7 +121,7 @@ def report_data(results: dict, catalogs: Catalogs | None = None, baseline_dir: s
             "generated": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
             "profile": results.get("profile"),
             "model": next((m.get("model") for m in ms if m.get("model")), None),
-            "matrix": results.get("matrix") or selection_matrix(ms),
+            "matrix": matrix,
             "claims": results.get("claims", []),
             "measurements": measurements,
             "sweeps": sweeps,

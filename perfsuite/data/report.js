@@ -357,7 +357,7 @@ function selections() {
 
 function writeHash() {
   const q = new URLSearchParams();
-  for (const [k, v] of Object.entries(selections())) if (v !== "") q.set(k, v);
+  for (const [k, v] of Object.entries(selections())) q.set(k, v);  // empty too: "rpm=" means none
   history.replaceState(null, "", "#" + q.toString());
 }
 
