@@ -218,7 +218,8 @@ def roofline(
         working_set = model.weight_bytes + batch * seq_bytes
         if device.cache_bandwidth and working_set <= device.cache_bytes:
             bandwidth = max(bandwidth, device.cache_bandwidth)
-            where = f" (in-cache: the {_bytes(working_set)} working set fits the {_bytes(device.cache_bytes)} cache)"
+            cache = f"{device.cache_bytes / 2**20:,.0f} MiB"
+            where = f" (in-cache: the {_bytes(working_set)} working set fits the {cache} cache)"
         mean_context = input_tokens + output_tokens / 2
         step_s = (model.weight_bytes + batch * model.kv_bytes_per_token * mean_context) / bandwidth
         memory_rps = batch / (step_s * output_tokens)

@@ -15,10 +15,11 @@ import pytest
 
 from perfsuite.baseline import load_baseline
 from perfsuite.cli import main
-from perfsuite.errors import BaselineError, MeasurementError
+from perfsuite.errors import BaselineError, MeasurementError, ServerError
+from perfsuite.frameworks import EngineSettings
 from perfsuite.hardware import resolve_profile
 from perfsuite.roofline import Bound, Device, check_within_bound, measurement_bound, run_dtype_bytes
-from perfsuite.session import PerfOptions, PerfSession
+from perfsuite.session import PerfOptions, PerfSession, ServerPool
 
 ROOT = Path(__file__).resolve().parents[2]
 TINY = {
@@ -225,3 +226,52 @@ def test_approve_accepts_numbers_within_the_bound(tmp_path):
     results = _results_with_bound(tmp_path, rps=16.85)
     assert main(["approve", str(results), "--baseline-dir", str(tmp_path / "b")]) == 0
     assert list((tmp_path / "b" / "cpu").glob("*.json"))
+
+
+# ---------------------------------------------------------------- when the CPU is probed
+
+
+def test_the_pool_runs_the_probe_before_it_starts_a_server(tmp_path, session):
+    """A serving engine busy-polls a core: the probe must run before one starts."""
+    events = []
+
+    class Plugin:
+        name = "fake"
+
+        def start(self, model, settings, profile, log_dir, timeout):
+            events.append("start")
+            raise ServerError("no server in a unit test")
+
+    pool = ServerPool(resolve_profile("cpu"), tmp_path, 1.0)
+    pool.before_start = lambda: events.append("probe")
+    with pytest.raises(ServerError):
+        pool.get(Plugin(), "model", EngineSettings())
+    assert events == ["probe", "start"]
+    assert session.pool.before_start == session.roofline_device  # the session wires its probe in
+
+
+def test_a_running_server_is_stopped_before_the_session_probes(session, monkeypatch):
+    events = []
+
+    class Server:
+        def stop(self):
+            events.append("server stopped")
+
+    def probe(profile, count=1):
+        events.append("probe")
+        return DEVICE
+
+    session.device, session.pool.server = None, Server()
+    monkeypatch.setattr(Device, "from_profile", staticmethod(probe))
+    assert session.roofline_device() is DEVICE
+    assert events == ["server stopped", "probe"]
+    assert session.roofline_device() is DEVICE and events.count("probe") == 1  # once per session
+
+
+def test_perfsuite_roofline_on_the_cpu_uses_the_probe(tmp_path, capsys):
+    (tmp_path / "config.json").write_text(json.dumps(TINY))
+    args = ["roofline", "--model", str(tmp_path), "--gpu", "cpu", "--input-tokens", "128", "--output-tokens", "128"]
+    assert main([*args, "--concurrency", "8"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("CPU probe: ") and "matmul GFLOP/s" in out
+    assert "4.00M parameters (8 MB), 128 in / 128 out" in out and "(probed: " in out
