@@ -195,6 +195,12 @@ def _compare(args: argparse.Namespace) -> int:
         if key not in old:
             summary.append([m["test_id"], m["profile"], "only in new"])
             continue
+        problems = [f"{side}: {p}" for side, x in ((args.old, old[key]), (args.new, m)) if (p := _above_bound(x))]
+        if problems:  # numbers above the physical bound are a measurement error, not a result to judge
+            failed = True
+            print(f"{m['test_id']} on {m['profile']}: refused\n" + "\n".join(problems) + "\n")
+            summary.append([m["test_id"], m["profile"], "refused: above the physical bound"])
+            continue
         base = make_baseline(old[key], min_tolerance=_min_tolerance(m["profile"]))
         verdict, rows = judge(dict(m), base, {}, strict=False)
         failed |= verdict == "regression"

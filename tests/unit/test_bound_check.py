@@ -275,3 +275,12 @@ def test_perfsuite_roofline_on_the_cpu_uses_the_probe(tmp_path, capsys):
     out = capsys.readouterr().out
     assert out.startswith("CPU probe: ") and "matmul GFLOP/s" in out
     assert "4.00M parameters (8 MB), 128 in / 128 out" in out and "(probed: " in out
+
+
+def test_compare_refuses_a_results_file_above_its_bound(tmp_path, capsys):
+    old = _results_with_bound(tmp_path, rps=500.0).rename(tmp_path / "old.json")  # edited by hand, say
+    new = _results_with_bound(tmp_path, rps=16.85)
+    assert main(["compare", str(old), str(new)]) == 1
+    out = capsys.readouterr().out
+    assert f"{old}: measured request_throughput 500.00 req/s > bound 56.08 req/s" in out
+    assert "refused: above the physical bound" in out
