@@ -8,6 +8,7 @@ engine settings map onto its own options. Settings it cannot honour are reported
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from importlib.metadata import entry_points
 from pathlib import Path
@@ -19,7 +20,16 @@ from perfsuite.loadgen import Endpoint
 from perfsuite.server import ServerProcess
 from perfsuite.telemetry import MetricNames
 
-__all__ = ["EngineSettings", "RunningServer", "FrameworkPlugin", "load_frameworks", "ENTRY_POINT_GROUP"]
+__all__ = [
+    "EngineSettings",
+    "RunningServer",
+    "FrameworkPlugin",
+    "load_frameworks",
+    "ENTRY_POINT_GROUP",
+    "not_honoured",
+    "cpu_split",
+    "engine_env",
+]
 
 ENTRY_POINT_GROUP = "perfsuite.frameworks"
 
@@ -67,14 +77,23 @@ class RunningServer:
     settings: EngineSettings = field(default_factory=lambda: EngineSettings())
     version: str = ""
     client_cpus: set[int] | None = None  # cores the load generator should run on, where it matters
+    make_protocol: Callable[[str], object] | None = None  # api -> protocol; None: OpenAI-compatible
+    on_stop: Callable[[], None] | None = None  # after the process tree is stopped (e.g. Ray's leftovers)
 
     def protocol(self, api: str):
+        """What the load generator speaks to this server for a workload's api ("completions" or "chat")."""
+        if self.make_protocol is not None:
+            return self.make_protocol(api)
         from perfsuite.loadgen import OpenAIProtocol
 
         return OpenAIProtocol(api)
 
     def stop(self) -> None:
-        self.process.stop()
+        try:
+            self.process.stop()
+        finally:
+            if self.on_stop is not None:
+                self.on_stop()
 
 
 class FrameworkPlugin(Protocol):
@@ -97,6 +116,36 @@ def load_frameworks() -> dict[str, FrameworkPlugin]:
         plugin = ep.load()
         found[ep.name] = plugin() if isinstance(plugin, type) else plugin
     return found
+
+
+def not_honoured(framework: str, settings: EngineSettings, honoured: set[str], why: dict[str, str] | None = None):
+    """Notes for every setting given (not None, not the default 1 for tensor_parallel_size) that
+    `framework` does not honour: reported with the measurement, never dropped silently."""
+    why = why or {}
+    notes = []
+    for name, value in settings.to_dict().items():
+        if name in honoured or value in (None, [], ()) or (name == "tensor_parallel_size" and value == 1):
+            continue
+        notes.append(f"{framework}: {name}={value} not honoured" + (f" ({why[name]})" if name in why else ""))
+    return notes
+
+
+def cpu_split(profile: HardwareProfile) -> tuple[set[int] | None, set[int] | None]:
+    """On the CPU profile: (cores for the model's compute, the core left for the server's HTTP front end
+    and the load generator), the same split vLLM's CPU backend makes for itself, so that every
+    framework computes on the same cores and the client does not steal the engine's cycles.
+    (None, None) on GPU profiles or with a single core."""
+    if profile.kind != "cpu" or not hasattr(os, "sched_getaffinity"):
+        return None, None
+    cores = sorted(os.sched_getaffinity(0))
+    if len(cores) < 2:
+        return None, None
+    return set(cores[:-1]), {cores[-1]}
+
+
+def engine_env(engine_cpus: set[int] | None) -> dict[str, str]:
+    """The environment that tells perfsuite's own engines (hf_engine.pin_engine_thread) their cores."""
+    return {"PERFSUITE_ENGINE_CPUS": ",".join(map(str, sorted(engine_cpus)))} if engine_cpus else {}
 
 
 def child_env(**extra: str) -> dict[str, str]:

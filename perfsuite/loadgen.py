@@ -18,7 +18,7 @@ import aiohttp
 from perfsuite.errors import UsageError
 from perfsuite.workloads import RequestSpec
 
-__all__ = ["Load", "Endpoint", "RequestRecord", "run_load", "OpenAIProtocol"]
+__all__ = ["Load", "Endpoint", "RequestRecord", "run_load", "OpenAIProtocol", "JSONLinesProtocol", "TGIProtocol"]
 
 
 @dataclass(frozen=True)
@@ -152,6 +152,87 @@ class OpenAIProtocol:
                     rec.output_tokens = usage.get("completion_tokens")
 
 
+def _lines(pending: bytes, block: bytes) -> tuple[list[bytes], bytes]:
+    *lines, pending = (pending + block).split(b"\n")
+    return lines, pending
+
+
+class JSONLinesProtocol:
+    """perfsuite's TorchServe handler: POST /predictions/NAME, a chunked response of JSON lines,
+    {"text"} per token, then {"usage": {...}}; {"error"} on failure (torchserve_handler.py)."""
+
+    def __init__(self, path: str, api: str = "completions") -> None:
+        self.api = api
+        self.path = path
+
+    def payload(self, model: str, spec: RequestSpec) -> dict:
+        body = {"max_tokens": spec.output_tokens}
+        if self.api == "chat":
+            body["messages"] = spec.messages
+        else:
+            body["prompt"] = spec.prompt
+        return body
+
+    async def consume(self, response: aiohttp.ClientResponse, rec: RequestRecord) -> None:
+        pending = b""
+        async for block in response.content.iter_any():
+            now = time.perf_counter()
+            lines, pending = _lines(pending, block)
+            for line in lines:
+                if not line.strip():
+                    continue
+                event = json.loads(line)
+                if "error" in event:
+                    raise RuntimeError(f"server error in stream: {event['error']}")
+                if "text" in event:
+                    if rec.first_token is None:
+                        rec.first_token = now
+                    rec.chunk_times.append(now)
+                if "usage" in event:
+                    rec.prompt_tokens = event["usage"].get("prompt_tokens")
+                    rec.output_tokens = event["usage"].get("completion_tokens")
+
+
+class TGIProtocol:
+    """TGI's native POST /generate_stream: SSE `data:{...}` events with no space and no [DONE], one
+    per token; the last carries `details.generated_tokens`; errors arrive in-stream as {error, error_type}.
+
+    TGI has no ignore_eos and reports no prompt length in a stream, so the output length is what
+    `details` says (a request may end early at EOS) and the input length is not checked."""
+
+    path = "/generate_stream"
+    exact_lengths = False
+
+    def __init__(self, api: str = "completions") -> None:
+        if api != "completions":
+            raise UsageError("TGI's /generate_stream takes a prompt; for chat workloads use its OpenAI route")
+        self.api = api
+
+    def payload(self, model: str, spec: RequestSpec) -> dict:
+        params = {"max_new_tokens": spec.output_tokens, "details": True, "do_sample": False}
+        return {"inputs": spec.prompt, "parameters": params}
+
+    async def consume(self, response: aiohttp.ClientResponse, rec: RequestRecord) -> None:
+        pending = b""
+        async for block in response.content.iter_any():
+            now = time.perf_counter()
+            lines, pending = _lines(pending, block)
+            for line in lines:
+                if not line.startswith(b"data:"):
+                    continue
+                event = json.loads(line[5:])
+                if "error" in event:
+                    raise RuntimeError(f"server error in stream ({event.get('error_type')}): {event['error']}")
+                if event.get("token") is not None:
+                    if rec.first_token is None:
+                        rec.first_token = now
+                    rec.chunk_times.append(now)
+                details = event.get("details")
+                if details:
+                    rec.output_tokens = details.get("generated_tokens")
+                    rec.prompt_tokens = rec.expected_input  # not reported: taken as sent
+
+
 async def _send(session, endpoint: Endpoint, protocol, spec: RequestSpec, timeout_s: float) -> RequestRecord:
     rec = RequestRecord(send=time.perf_counter(), expected_input=spec.input_tokens, expected_output=spec.output_tokens)
     try:
@@ -167,10 +248,11 @@ async def _send(session, endpoint: Endpoint, protocol, spec: RequestSpec, timeou
         # The request ends at its last token, as in vLLM's client (the usage event carries none).
         rec.end = rec.chunk_times[-1] if rec.chunk_times else time.perf_counter()
         if rec.output_tokens is None:
-            raise RuntimeError("the stream ended without a usage report (stream_options.include_usage)")
+            raise RuntimeError("the stream ended without a token count (usage or details)")
         if rec.first_token is None:
             raise RuntimeError("the stream carried no tokens")
-        if rec.output_tokens != spec.output_tokens or rec.prompt_tokens != spec.input_tokens:
+        exact = getattr(protocol, "exact_lengths", True)
+        if exact and (rec.output_tokens != spec.output_tokens or rec.prompt_tokens != spec.input_tokens):
             raise RuntimeError(
                 f"token counts differ: asked {spec.input_tokens} in / {spec.output_tokens} out, "
                 f"server counted {rec.prompt_tokens} in / {rec.output_tokens} out"

@@ -68,6 +68,17 @@ def _die_with_parent() -> None:  # runs in the child between fork and exec
             ctypes.CDLL("libc.so.6").prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
 
 
+def _child_setup(cpus: set[int] | None):
+    """What the child does before exec: die with its parent; keep to `cpus` (inherited by its whole tree)."""
+
+    def setup() -> None:
+        _die_with_parent()
+        if cpus:
+            os.sched_setaffinity(0, cpus)
+
+    return setup
+
+
 class ServerProcess:
     """A server started as `argv`, logging to `log_path`, ready when `ready()` is true."""
 
@@ -81,8 +92,10 @@ class ServerProcess:
         start_timeout_s: float = 300.0,
         stop_timeout_s: float = 30.0,
         cwd: str | os.PathLike | None = None,
+        cpus: set[int] | None = None,
     ) -> None:
         self.name = name
+        self.cpus = cpus
         self.argv = [str(a) for a in argv]
         self.log_path = Path(log_path)
         self.ready = ready
@@ -104,7 +117,7 @@ class ServerProcess:
                 env=self.env,
                 cwd=self.cwd,
                 start_new_session=True,
-                preexec_fn=_die_with_parent,
+                preexec_fn=_child_setup(self.cpus),
             )
         try:
             wait_for(

@@ -10,12 +10,15 @@ import contextlib
 import importlib.metadata
 import importlib.util
 import os
+import shlex
 import sys
 import time
 from pathlib import Path
 
 import psutil
 
+from perfsuite.container import HOST_ROOTFS, ContainerServer, ContainerSpec, find_engine
+from perfsuite.errors import UsageError
 from perfsuite.frameworks import EngineSettings, RunningServer, child_env
 from perfsuite.hardware import HardwareProfile
 from perfsuite.loadgen import Endpoint
@@ -67,11 +70,16 @@ def engine_kwargs(settings: EngineSettings, profile_kind: str) -> tuple[dict, li
 
 
 def server_args(
-    model: str, settings: EngineSettings, profile: HardwareProfile, port: int
+    model: str,
+    settings: EngineSettings,
+    profile: HardwareProfile,
+    port: int,
+    host: str = "127.0.0.1",
+    python: str = sys.executable,
 ) -> tuple[list[str], list[str]]:
     """The server's command line for these settings, and notes on how vLLM reads them."""
-    args = [sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", model]
-    args += ["--served-model-name", Path(model).name or model, "--host", "127.0.0.1", "--port", str(port)]
+    args = [python, "-m", "vllm.entrypoints.openai.api_server", "--model", model]
+    args += ["--served-model-name", Path(model).name or model, "--host", host, "--port", str(port)]
     args += ["--seed", "0", "--disable-uvicorn-access-log"]
     kw, notes = engine_kwargs(settings, profile.kind)
     for name, value in kw.items():
@@ -140,6 +148,76 @@ class VLLMPlugin:
     ) -> dict[str, float]:
         """Throughput of vllm.LLM in this process (the offline batch mode)."""
         return offline_throughput(model, settings, prompts, output_tokens, profile.kind)
+
+
+class VLLMContainerPlugin(VLLMPlugin):
+    """vLLM's OpenAI server inside a container (Docker or Podman), published on 127.0.0.1 only.
+
+    The image is $PERFSUITE_VLLM_IMAGE: on GPU runners e.g. vllm/vllm-openai:<version>; the default
+    "host" runs the host's own file system in the container (`--rootfs /:O`), which needs no registry,
+    so the same vLLM that runs as a subprocess runs containerized (the CPU default in CI)."""
+
+    name = "vllm-container"
+
+    def image(self) -> str:
+        return os.environ.get("PERFSUITE_VLLM_IMAGE", HOST_ROOTFS)
+
+    def unavailable(self) -> str | None:
+        try:
+            engine = find_engine(os.environ.get("PERFSUITE_CONTAINER_ENGINE"))
+        except UsageError as exc:
+            return str(exc)
+        if engine is None:
+            return "no container engine (docker or podman) found on PATH"
+        problem = engine.works()
+        if problem:
+            return problem
+        if not engine.has_image(self.image()):
+            return f"image {self.image()} is not present locally and no registry is reachable to pull it"
+        return None if self.image() != HOST_ROOTFS else super().unavailable()
+
+    def start(
+        self,
+        model: str,
+        settings: EngineSettings,
+        profile: HardwareProfile,
+        workdir: Path,
+        start_timeout_s: float = 600.0,
+    ) -> RunningServer:
+        engine = find_engine(os.environ.get("PERFSUITE_CONTAINER_ENGINE"))
+        image = self.image()
+        port = free_port()
+        # Inside its own network namespace the server listens on every interface of the container;
+        # the engine publishes the port on the host's 127.0.0.1 only.
+        python = sys.executable if image == HOST_ROOTFS else "python3"
+        args, notes = server_args(model, settings, profile, port, host="0.0.0.0", python=python)  # noqa: S104
+        env = {"VLLM_NO_USAGE_STATS": "1", "DO_NOT_TRACK": "1", "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
+        for secret in ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN"):  # passed by name, never on the command line
+            if secret in os.environ:
+                env[secret] = os.environ[secret]
+        volumes = [] if image == HOST_ROOTFS or not Path(model).exists() else [(model, model, "ro")]
+        spec = ContainerSpec(
+            image, args, env=env, volumes=volumes, ports=[port], gpus=profile.kind != "cpu", shm_size="1g"
+        )
+        base = f"http://127.0.0.1:{port}"
+        proc = ContainerServer(
+            "vLLM server (container)",
+            engine,
+            spec,
+            workdir / f"vllm-container-{port}.log",
+            ready=lambda: http_ok(base + "/health"),
+            env=child_env(),
+            start_timeout_s=start_timeout_s,
+            stop_timeout_s=30,
+        )
+        proc.start()
+        notes.append(f"vllm-container: {shlex.join(engine.argv)}, image {image}")
+        server = RunningServer(
+            self.name, Endpoint(base, Path(model).name or model), proc, base + "/metrics", METRIC_NAMES, notes
+        )
+        if profile.kind == "cpu":
+            server.client_cpus = place_cpu_processes(proc.tree())
+        return server
 
 
 def _set_affinity(p: psutil.Process, cpus: set[int]) -> None:
