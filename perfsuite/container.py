@@ -11,6 +11,7 @@ before killing anything.
 from __future__ import annotations
 
 import contextlib
+import os
 import shlex
 import shutil
 import subprocess
@@ -128,7 +129,7 @@ class ContainerServer(ServerProcess):
     """A server in a container, run attached by the engine's client (whose output is the log)."""
 
     def __init__(self, name: str, engine: ContainerEngine, spec: ContainerSpec, log_path, ready, **kw) -> None:
-        env = dict(kw.pop("env", None) or {})
+        env = dict(kw.pop("env", None) or os.environ)  # the engine client needs PATH and the like
         env.update(spec.env)
         super().__init__(name, run_argv(engine, spec), log_path, ready, env=env, **kw)
         self.engine = engine

@@ -220,6 +220,7 @@ def serving(request: pytest.FixtureRequest, perf_session: PerfSession, perf_serv
     plugin = perf_session.frameworks[name]
     reason = plugin.unavailable()
     if reason:
+        perf_session.unmeasured[name] = reason
         pytest.skip(f"{name}: {reason}")
     try:
         return perf_servers.get(plugin, perf_model, _engine_settings(request.node))

@@ -31,8 +31,9 @@ def _best(ms: list[dict], workload: str) -> dict | None:
     return max(chosen, key=lambda m: m["metrics"].get("request_throughput", 0)) if chosen else None
 
 
-def selection_matrix(measurements: list[dict]) -> list[dict]:
-    """One row per (framework, hardware profile) measured, and the uses it is best at among them."""
+def selection_matrix(measurements: list[dict], unmeasured: dict[str, str] | None = None) -> list[dict]:
+    """One row per (framework, hardware profile) measured, and the uses it is best at among them;
+    then one row per framework in `unmeasured` ({name: why it was not measured here})."""
     groups: dict[tuple[str, str], list[dict]] = {}
     for m in measurements:
         if m.get("metrics", {}).get("requests_ok"):
@@ -73,7 +74,25 @@ def selection_matrix(measurements: list[dict]) -> list[dict]:
                 row["best_for"].append(top["workload"].get("use", workload))
     for row in rows:
         del row["uses"]
+    measured = {r["framework"] for r in rows}
+    profile = rows[0]["profile"] if rows else None
+    for name, why in sorted((unmeasured or {}).items()):
+        if name not in measured:
+            empty = dict.fromkeys(MATRIX_NUMBERS)
+            rows.append({"framework": name, "profile": profile, **empty, "best_for": [], "not_measured": why})
     return rows
+
+
+MATRIX_NUMBERS = (
+    "request_throughput",
+    "output_throughput",
+    "ttft_p50_ms",
+    "ttft_p99_ms",
+    "memory_utilization",
+    "cost_per_1m_requests",
+    "cost_per_1m_output_tokens",
+    "efficiency",
+)
 
 
 def _fmt(v, digits=2) -> str:
@@ -119,7 +138,9 @@ def matrix_table(rows: list[dict], fmt: str = "simple") -> str:
             _fmt(r["cost_per_1m_requests"]),
             _fmt(r["cost_per_1m_output_tokens"], 4),
             _pct(r.get("efficiency")),
-            "; ".join(r["best_for"]) or ("-" if len(rows) > 1 else "(needs 2+ frameworks)"),
+            f"not measured: {r['not_measured']}"
+            if r.get("not_measured")
+            else "; ".join(r["best_for"]) or ("-" if len(rows) > 1 else "(needs 2+ frameworks)"),
         ]
         for r in rows
     ]

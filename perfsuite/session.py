@@ -42,9 +42,9 @@ class PerfOptions:
     repetitions: int = 3
     start_timeout_s: float = 600.0
     log_dir: Path | None = None
+    budget_s: float | None = None  # --perf-budget-s: add repetitions until precise, within this time
     report_dir: Path | None = None  # --perf-report: write perf-report.md and perf-report.html there
     prices: Path | None = None  # --perf-prices: the user's prices laid over the catalogs (report and calculator)
-    budget_s: float | None = None  # --perf-budget-s: add repetitions until precise, within this time
 
 
 def resolve_model(model: str | None, cache_dir: str | None = None) -> str:
@@ -157,6 +157,7 @@ class PerfSession:
     measurements: list[dict] = field(default_factory=list)
     claims: list[dict] = field(default_factory=list)
     written: list[Path] = field(default_factory=list)
+    unmeasured: dict[str, str] = field(default_factory=dict)  # framework -> why it could not run here
     device: Device | None = None  # the roofline's device: probed on the cpu profile, else from the catalog
 
     def __post_init__(self) -> None:
@@ -293,7 +294,8 @@ class PerfSession:
             "schema": 1,
             "profile": self.profile.name,
             "measurements": self.measurements,
-            "matrix": selection_matrix(self.measurements),
+            "matrix": selection_matrix(self.measurements, self.unmeasured),
+            "unmeasured": self.unmeasured,
             "claims": self.claims,
         }
 

@@ -173,7 +173,7 @@ class VLLMContainerPlugin(VLLMPlugin):
         if problem:
             return problem
         if not engine.has_image(self.image()):
-            return f"image {self.image()} is not present locally and no registry is reachable to pull it"
+            return f"image {self.image()} is not present locally (pull it, or set PERFSUITE_VLLM_IMAGE)"
         return None if self.image() != HOST_ROOTFS else super().unavailable()
 
     def start(

@@ -1,0 +1,133 @@
+"""TGI (Hugging Face text-generation-inference): always a container, from its published image.
+
+The load generator speaks TGI's native /generate_stream (one SSE event per token, lengths from
+`details`) for completion workloads, and its OpenAI-compatible /v1/chat/completions for chat ones.
+TGI has no ignore_eos, so a request may end early at EOS: lengths are taken as TGI reports them.
+Where no container engine or no TGI image is present, the plugin says so and its tests skip.
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+from pathlib import Path
+
+from perfsuite.container import ContainerServer, ContainerSpec, find_engine
+from perfsuite.errors import UsageError
+from perfsuite.frameworks import EngineSettings, RunningServer, child_env, not_honoured
+from perfsuite.hardware import HardwareProfile
+from perfsuite.loadgen import Endpoint, OpenAIProtocol, TGIProtocol
+from perfsuite.server import free_port, http_ok
+from perfsuite.telemetry import MetricNames
+
+IMAGE = "ghcr.io/huggingface/text-generation-inference:3.3.7"
+METRIC_NAMES = MetricNames(queue_depth=("tgi_queue_size",), running=("tgi_batch_current_size",))
+MODEL_MOUNT = "/data/model"
+GRACE_S = 90  # TGI's own shutdown grace period; the container's stop timeout must be longer
+
+
+class TGIChatProtocol(OpenAIProtocol):
+    """TGI's OpenAI chat route: the same stream as vLLM's, but lengths are not forced (no ignore_eos)."""
+
+    exact_lengths = False
+
+
+def launcher_args(model_id: str, settings: EngineSettings, port: int) -> tuple[list[str], dict[str, str], list[str]]:
+    """TGI launcher arguments, extra environment, and notes, for these settings."""
+    s = settings
+    args = ["--model-id", model_id, "--hostname", "0.0.0.0", "--port", str(port), "--usage-stats", "off"]  # noqa: S104
+    env: dict[str, str] = {}
+    if s.max_model_len:
+        args += ["--max-total-tokens", str(s.max_model_len), "--max-input-tokens", str(s.max_model_len - 1)]
+    if s.max_num_batched_tokens:
+        args += ["--max-batch-prefill-tokens", str(s.max_num_batched_tokens)]
+    if s.max_num_seqs:
+        args += ["--max-concurrent-requests", str(s.max_num_seqs)]
+    if s.quantization:
+        args += ["--quantize", s.quantization]
+    if s.dtype:
+        args += ["--dtype", s.dtype]
+    if s.tensor_parallel_size > 1:
+        args += ["--num-shard", str(s.tensor_parallel_size)]
+    if s.gpu_memory_utilization is not None:
+        args += ["--cuda-memory-fraction", str(s.gpu_memory_utilization)]
+    if s.enable_prefix_caching is not None:
+        env["PREFIX_CACHING"] = "1" if s.enable_prefix_caching else "0"
+    honoured = {f for f in s.__dataclass_fields__ if f != "extra_args"}
+    notes = not_honoured("tgi", s, honoured)
+    if s.max_num_seqs:
+        notes.append("tgi: max_num_seqs maps to --max-concurrent-requests (TGI sizes its batches by tokens)")
+    return args + list(s.extra_args), env, notes
+
+
+class TGIPlugin:
+    name = "tgi"
+    metric_names = METRIC_NAMES
+
+    def image(self) -> str:
+        return os.environ.get("PERFSUITE_TGI_IMAGE", IMAGE)
+
+    def unavailable(self) -> str | None:
+        try:
+            engine = find_engine(os.environ.get("PERFSUITE_CONTAINER_ENGINE"))
+        except UsageError as exc:
+            return str(exc)
+        if engine is None:
+            return "TGI runs as a container and no container engine (docker or podman) was found"
+        problem = engine.works()
+        if problem:
+            return problem
+        if not engine.has_image(self.image()):
+            return f"the TGI image {self.image()} is not present locally (pull it, or set PERFSUITE_TGI_IMAGE)"
+        return None
+
+    def version(self) -> str:
+        return self.image().rsplit(":", 1)[-1]
+
+    def start(
+        self,
+        model: str,
+        settings: EngineSettings,
+        profile: HardwareProfile,
+        workdir: Path,
+        start_timeout_s: float = 600.0,
+    ) -> RunningServer:
+        engine = find_engine(os.environ.get("PERFSUITE_CONTAINER_ENGINE"))
+        port = free_port()
+        local = Path(model).exists()
+        args, extra_env, notes = launcher_args(MODEL_MOUNT if local else model, settings, port)
+        env = {**extra_env}
+        for secret in ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN"):  # by name only, never on a command line
+            if secret in os.environ:
+                env[secret] = os.environ[secret]
+        spec = ContainerSpec(
+            self.image(),
+            args,
+            env=env,
+            volumes=[(model, MODEL_MOUNT, "ro")] if local else [],
+            ports=[port],
+            gpus=profile.kind != "cpu",
+            shm_size="1g",
+            stop_timeout_s=GRACE_S + 10,
+        )
+        base = f"http://127.0.0.1:{port}"
+        proc = ContainerServer(
+            "TGI (container)",
+            engine,
+            spec,
+            workdir / f"tgi-{port}.log",
+            ready=lambda: http_ok(base + "/health"),  # the port accepts TCP before TGI listens
+            env=child_env(),
+            start_timeout_s=start_timeout_s,
+        )
+        proc.start()
+        notes.append(f"tgi: {shlex.join(engine.argv)}, image {self.image()}")
+        return RunningServer(
+            self.name,
+            Endpoint(base, Path(model).name or model),
+            proc,
+            base + "/metrics",
+            METRIC_NAMES,
+            notes,
+            make_protocol=lambda api: TGIChatProtocol("chat") if api == "chat" else TGIProtocol(api),
+        )
