@@ -5,12 +5,12 @@ import tempfile
 from pathlib import Path
 
 import pytest
-from perfsuite_plugins.vllm import VLLMPlugin
 
 from perfsuite.cli import main
 from perfsuite.frameworks import EngineSettings
 from perfsuite.hardware import resolve_profile
 from perfsuite.model import build_model
+from perfsuite_plugins.vllm import VLLMPlugin
 
 pytestmark = pytest.mark.perf
 SECRET = "sk-perfsuite-test-0123456789"

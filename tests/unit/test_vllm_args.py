@@ -1,10 +1,9 @@
 """How engine settings become vLLM's command line (the adapter itself is tested against real vLLM in
 tests/integration and tests/perf)."""
 
-from perfsuite_plugins.vllm import CPU_KV_CACHE_BYTES, VLLMPlugin, server_args
-
 from perfsuite.frameworks import EngineSettings
 from perfsuite.hardware import resolve_profile
+from perfsuite_plugins.vllm import CPU_KV_CACHE_BYTES, VLLMPlugin, server_args
 
 
 def _flags(args):
