@@ -266,8 +266,9 @@ def measurement_bound(
     """The bound for one measurement (or a baseline: its provenance's workload, load and engine).
 
     Lengths: the measured means when the metrics have them, else the workload's (the shared prefix
-    included). Sequences in flight: the closed loop's users, an open load's cap, an offline batch,
-    capped by the engine's max_num_seqs. A quantized model has no peak figure here: ValueError.
+    included). Sequences in flight: the closed loop's users; an open load's cap, else its request count;
+    an offline batch capped by max_num_seqs (vLLM's in-process engine honours it; a served framework
+    may not, so served loads are not capped by it). A quantized model has no peak figure: ValueError.
     """
     engine = engine or {}
     if engine.get("quantization"):
@@ -283,13 +284,13 @@ def measurement_bound(
     n_out = metrics.get("mean_output_tokens")
     if not _finite(n_out):
         n_out = load.get("output_tokens") or _mean(workload["output_tokens"])
-    if load.get("arrival") == "closed":
-        users = load.get("concurrency")
-    elif load.get("arrival") == "offline":
-        users = load.get("requests")
-    else:  # open loads: their cap on requests in flight, if any
-        users = load.get("concurrency")
-    caps = [c for c in (users, engine.get("max_num_seqs")) if c]
+    if load.get("arrival") == "offline":
+        caps = [load.get("requests"), engine.get("max_num_seqs")]
+    elif load.get("arrival") == "closed":
+        caps = [load.get("concurrency")]
+    else:  # open loads: their cap on requests in flight, else no more than they send
+        caps = [load.get("concurrency") or load.get("requests")]
+    caps = [c for c in caps if c]
     concurrency = min(caps) if caps else 1024
     return roofline(model, device, n_in, n_out, concurrency, cached_prefix_tokens=prefix)
 

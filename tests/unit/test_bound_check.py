@@ -56,10 +56,11 @@ def test_the_tiny_model_on_the_test_device_by_hand():
     ("load", "engine", "batch"),
     [
         (CLOSED_8, ENGINE, 8),  # the closed loop's users
-        ({"arrival": "closed", "concurrency": 64}, ENGINE, 32),  # capped by max_num_seqs
-        ({"arrival": "offline", "requests": 64, "output_tokens": 128}, ENGINE, 32),
-        ({"arrival": "poisson", "rate": 8.0, "concurrency": None}, ENGINE, 32),  # open, uncapped: the engine's cap
-        ({"arrival": "poisson", "rate": 8.0, "concurrency": 4}, ENGINE, 4),
+        ({"arrival": "closed", "concurrency": 64}, ENGINE, 64),  # a served framework may ignore max_num_seqs
+        ({"arrival": "offline", "requests": 64, "output_tokens": 128}, ENGINE, 32),  # vllm.LLM honours it
+        ({"arrival": "poisson", "rate": 8.0, "concurrency": None, "requests": 48}, ENGINE, 48),  # all it sends
+        ({"arrival": "poisson", "rate": 8.0, "concurrency": 4, "requests": 48}, ENGINE, 4),
+        ({"arrival": "poisson-sweep", "rates": [2, 4]}, ENGINE, 1024),  # nothing known: KV memory caps it
     ],
 )
 def test_sequences_in_flight(load, engine, batch):
