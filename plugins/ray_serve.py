@@ -95,6 +95,9 @@ class RayServePlugin:
             ready=lambda: routes_ready(base),
             env=child_env(
                 RAY_USAGE_STATS_ENABLED="0",
+                # Ray runs its workers (the replica, the HTTP proxy) at nice 15. Here the load generator
+                # shares the proxy's core, which a production client never does: run them at 0.
+                RAY_worker_niceness="0",
                 RAY_DEDUP_LOGS="0",
                 HF_HUB_OFFLINE="1",
                 TRANSFORMERS_OFFLINE="1",

