@@ -311,6 +311,7 @@ function compute() {
   $("tput").placeholder = cap.rps === null ? "type one" : String(+cap.rps.toFixed(4));
   setText("capacity-basis", typed !== null ? "Capacity typed in by you." : cap.basis);
   try {
+    if (tput === null) throw new Error(`no capacity to cost: ${cap.basis}`);
     const t = traffic(numberOrNull("rpm"), numberOrNull("peak"), Number($("in").value), Number($("out").value));
     const models = Object.values(DATA.catalogs.api_models);
     const r = calculate(t, tput, hw.price_per_hour, models, Number($("dev").value));
@@ -381,10 +382,14 @@ function init() {
   for (const [k, m] of Object.entries(DATA.catalogs.api_models)) option($("api"), k, `${m.provider} ${m.model} (${m.tier})`);
   meas.forEach((m, i) => option($("measurement"), String(i), `${m.test_id} (${m.framework}, ${m.profile})`));
   for (const k of Object.keys(DATA.trends)) option($("trend-test"), k, k);
-  // Defaults: the first measured profile and framework, the sweep's SLO, a million chat requests a month.
-  const first = DATA.matrix[0] || DATA.sweeps[0];
-  if (first) { $("hw").value = first.profile; $("fw").value = first.framework; }
+  // Defaults: the sweep's SLO; the measured (framework, profile) with the most capacity under it; a
+  // million requests a month of 512 in / 256 out.
   $("slo-ttft").value = DATA.default_slo.ttft_ms; $("slo-tpot").value = DATA.default_slo.tpot_ms; $("slo-pct").value = String(DATA.default_slo.percentile);
+  let bestRps = -1;
+  for (const r of DATA.matrix.concat(DATA.sweeps)) {
+    const c = capacity(r.framework, r.profile, DATA.default_slo);
+    if (c && !c.foreign && c.rps !== null && c.rps > bestRps) { bestRps = c.rps; $("hw").value = r.profile; $("fw").value = r.framework; }
+  }
   $("rpm").value = "1000000"; $("in").value = "512"; $("out").value = "256";
   $("api").value = "gpt-4o-mini" in DATA.catalogs.api_models ? "gpt-4o-mini" : Object.keys(DATA.catalogs.api_models)[0];
   readHash();
