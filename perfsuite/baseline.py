@@ -178,6 +178,8 @@ def make_baseline(
 
     `gated` keeps an existing baseline's choice of gated metrics; `min_tolerance` is the hardware
     profile's noise floor by metric unit (e.g. {"ms": 0.5}: no latency gated tighter than 50%).
+    The tolerance is the largest of the metric's default and CV_FACTOR x the repetitions' CV, capped
+    at MAX_TOLERANCE, and of the profile's floor (which may exceed the cap).
     """
     metrics = {}
     on_cpu = measurement.get("device_kind") == "cpu"
@@ -193,8 +195,9 @@ def make_baseline(
             "better": spec.better,
             "unit": spec.unit,
             "gated": (name in gated) if gated is not None else spec.gated and (spec.gated_on_cpu or not on_cpu),
+            # The profile's floor may exceed the cap: it is measured (docs/regression-gate.md).
             "tolerance": _round_up(
-                min(MAX_TOLERANCE, max(spec.tolerance, (min_tolerance or {}).get(spec.unit, 0.0), CV_FACTOR * cv))
+                max(min(MAX_TOLERANCE, max(spec.tolerance, CV_FACTOR * cv)), (min_tolerance or {}).get(spec.unit, 0.0))
             ),
             "cv": round(cv, 4),
             "repetitions": series,

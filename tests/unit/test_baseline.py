@@ -542,3 +542,11 @@ def test_judge_says_to_approve_an_improvement():
     verdict, _ = judge(m, base, {}, strict=False)
     assert verdict == "improved" and not m["failed"]
     assert any("perfsuite approve" in n for n in m["notes"])
+
+
+def test_a_profile_floor_above_the_cap_is_kept():
+    # The cap limits what a noisy baseline's CV can do; a measured floor (cpu latency: 100%) is kept.
+    m = measurement({"ttft_p50_ms": 30.0, "request_throughput": 16.0}, [])
+    b = make_baseline(m, min_tolerance={"ms": 1.0, "req/s": 0.1})
+    assert b["metrics"]["ttft_p50_ms"]["tolerance"] == 1.0
+    assert b["metrics"]["request_throughput"]["tolerance"] == 0.1
