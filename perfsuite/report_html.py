@@ -106,7 +106,8 @@ def report_data(results: dict, catalogs: Catalogs | None = None, baseline_dir: s
         for m in ms
         if m.get("sweep", {}).get("points")
     ]
-    matrix = selection_matrix(ms)  # recomputed: a results file's own matrix may predate this version
+    # Recomputed: a results file's own matrix may predate this version.
+    matrix = selection_matrix(ms, results.get("unmeasured"))
     peak = {}
     for row in matrix:
         peak.setdefault(row["framework"], {})[row["profile"]] = row["request_throughput"]

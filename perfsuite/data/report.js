@@ -215,7 +215,8 @@ function renderMatrix() {
     return [r.framework, r.profile, num(r.request_throughput), num(r.output_throughput, 0), num(atSlo),
       num(r.ttft_p50_ms, 1), num(r.ttft_p99_ms, 1),
       r.memory_utilization === null || r.memory_utilization === undefined ? "-" : (r.memory_utilization * 100).toFixed(1) + "%",
-      money(r.cost_per_1m_requests), money(costAtSlo), (r.best_for || []).join("; ") || "-"];
+      money(r.cost_per_1m_requests), money(costAtSlo),
+      r.not_measured ? `not measured: ${r.not_measured}` : ((r.best_for || []).join("; ") || "-")];
   });
   $("matrix").replaceChildren(table(["framework", "gpu", "req/s", "out tok/s", "req/s at SLO", "TTFT p50 ms", "TTFT p99 ms",
     "mem util", "$/1M req", "$/1M req at SLO", "best for"], rows, { id: "matrix-table" }));
@@ -286,6 +287,8 @@ function capacity(fw, hw, slo) {
       return { rps: best.request_throughput, basis: `highest swept rate meeting the SLO (${best.rate} req/s offered) on ${profile}` };
     }
     if (sweepFor(fw, profile).length) return { rps: null, basis: `no swept rate met this SLO on ${profile}: loosen it or type a capacity` };
+    const row = DATA.matrix.find((r) => r.framework === fw && r.profile === profile && r.not_measured);
+    if (row) return { rps: null, basis: `${fw} was not measured on ${profile} (${row.not_measured}): type a capacity` };
     const peak = (DATA.peak_rps[fw] || {})[profile];
     return peak ? { rps: peak, basis: `peak throughput on ${profile} (no load sweep: no rate known to meet an SLO)` } : null;
   };

@@ -116,3 +116,12 @@ def test_report_options_through_pytest(pytester, option):
         result = pytester.runpytest("--perf-prices=prices.json", "--perf-report=out")
         assert result.ret == pytest.ExitCode.USAGE_ERROR
         result.stderr.fnmatch_lines(["*prices.json: field hardware.h100.price_per_hour: 'a lot' is not of type*"])
+
+
+def test_frameworks_that_could_not_run_stay_in_the_matrix():
+    results = json.loads(REAL.read_text())
+    results["unmeasured"] = {"tgi": "no container image here"}
+    matrix = report_data(results)["matrix"]
+    assert [r["framework"] for r in matrix] == ["vllm", "tgi"]
+    assert matrix[1]["not_measured"] == "no container image here"
+    assert matrix[1]["request_throughput"] is None
