@@ -4,6 +4,7 @@ module only translates pytest's world into calls to it."""
 from __future__ import annotations
 
 import math
+import os
 from dataclasses import asdict
 from pathlib import Path
 
@@ -482,6 +483,10 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
             s.report_paths = write_reports(
                 s.results(), s.options.report_dir, prices=s.options.prices, baseline_dir=s.options.baseline_dir
             )
+            summary = os.environ.get("GITHUB_STEP_SUMMARY")  # set by GitHub Actions: the job's summary page
+            if summary:
+                with open(summary, "a") as f:
+                    f.write(s.report_paths[0].read_text())
 
 
 def pytest_terminal_summary(terminalreporter, config: pytest.Config) -> None:

@@ -104,13 +104,17 @@ def test_report_command(tmp_path, capsys):
 
 
 @pytest.mark.parametrize("option", ["--perf-report", "--perf-prices"])
-def test_report_options_through_pytest(pytester, option):
+def test_report_options_through_pytest(pytester, monkeypatch, option):
     pytester.makepyfile("def test_x(): pass")
     if option == "--perf-report":
+        summary = pytester.path / "step-summary.md"
+        summary.write_text("earlier step\n")
+        monkeypatch.setenv("GITHUB_STEP_SUMMARY", str(summary))  # as GitHub Actions sets it
         result = pytester.runpytest("--perf-report=out")
         result.assert_outcomes(passed=1)
         assert (pytester.path / "out" / "perf-report.html").exists()
         assert "### Verdicts" in (pytester.path / "out" / "perf-report.md").read_text()
+        assert summary.read_text().startswith("earlier step\n## perfsuite on")
     else:
         (pytester.path / "prices.json").write_text('{"hardware": {"h100": {"price_per_hour": "a lot"}}}')
         result = pytester.runpytest("--perf-prices=prices.json", "--perf-report=out")
