@@ -171,7 +171,12 @@ def _load(args: argparse.Namespace) -> int:
     m["provenance"] = provenance(
         framework=args.framework, model=args.model, workload=m["workload"], load=m["load"], endpoint=url
     )
+    problem = _load_bound(m, args.tokenizer, profile)
     print(metrics_table(m["metrics"]))
+    for note in m.get("notes", []):
+        print(f"note: {note}")
+    if problem:
+        print(problem, file=sys.stderr)
     if m["error_count"]:
         print(f"{m['error_count']} request(s) failed; first: {m['errors'][:3]}", file=sys.stderr)
     if args.json:
@@ -179,7 +184,34 @@ def _load(args: argparse.Namespace) -> int:
             json.dumps({"schema": 1, "profile": profile.name, "measurements": [m]}, indent=2, default=str)
         )
         print(f"wrote {args.json}")
-    return 1 if m["error_count"] else 0
+    return 1 if m["error_count"] or problem else 0
+
+
+def _load_bound(m: dict, tokenizer: str, profile) -> str | None:
+    """Efficiency against the roofline, when the tokenizer folder holds the model's config.json; the
+    problem if the measurement is above the bound. The endpoint's engine settings are unknown here: the
+    bound assumes none (the loosest). On the cpu profile the probe runs beside the endpoint's server,
+    which makes it read low; the best figures stored for this CPU are used when higher."""
+    from dataclasses import asdict
+
+    from perfsuite.roofline import Device, check_within_bound, measurement_bound
+
+    config = Path(tokenizer) / "config.json"
+    notes = m.setdefault("notes", [])
+    if not config.exists():
+        notes.append(f"no roofline bound: no config.json in {tokenizer}")
+        return None
+    try:
+        device = Device.from_profile(profile)
+        bound = measurement_bound(config, device, m["workload"], m["load"], {}, m["metrics"])
+    except (ValueError, KeyError, ImportError, RuntimeError, OSError) as exc:
+        notes.append(f"no roofline bound: {exc}")
+        return None
+    if bound.requests_per_s > 0:
+        m["metrics"]["efficiency"] = m["metrics"]["request_throughput"] / bound.requests_per_s
+    m["roofline"] = {**asdict(bound), "device": device.name}
+    notes.append(f"physical bound {bound.requests_per_s:,.2f} req/s on {device.name}, limited by {bound.limited_by}")
+    return check_within_bound(m["metrics"], bound)
 
 
 def _compare(args: argparse.Namespace) -> int:

@@ -217,6 +217,7 @@ def metrics_table(metrics: dict[str, float], fmt: str = "simple") -> str:
         "prefix_cache_hit_rate",
         "cost_per_1m_requests",
         "cost_per_1m_output_tokens",
+        "efficiency",
     ]
     body = [[k, _fmt(metrics[k], 4)] for k in keys if k in metrics]
     return tabulate(body, headers=["metric", "value"], tablefmt=fmt, disable_numparse=True)

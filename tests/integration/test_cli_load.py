@@ -42,6 +42,8 @@ def test_load_command_measures_an_endpoint(running_server, tmp_path, capsys, mon
     assert m["metrics"]["requests_ok"] == 16 and m["error_count"] == 0
     assert m["metrics"]["mean_input_tokens"] > 512  # the shared 512-token document plus a question
     assert m["metrics"]["prefix_cache_hit_rate"] > 0.5  # every request shares the document
+    assert 0 < m["metrics"]["efficiency"] < 1 and "efficiency" in printed  # against the physical bound
+    assert m["roofline"]["requests_per_s"] > m["metrics"]["request_throughput"]
 
 
 def test_load_command_poisson_arrivals(running_server, capsys):
