@@ -5,6 +5,8 @@ import re
 from pathlib import Path
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from perfsuite.baseline import baseline_path, history_dir
 from perfsuite.cli import main
@@ -129,3 +131,15 @@ def test_frameworks_that_could_not_run_stay_in_the_matrix():
     assert [r["framework"] for r in matrix] == ["vllm", "tgi"]
     assert matrix[1]["not_measured"] == "no container image here"
     assert matrix[1]["request_throughput"] is None
+
+
+@given(st.lists(st.floats(0.01, 1e5), min_size=1, max_size=300))
+def test_latency_histograms_keep_every_value(values):
+    from perfsuite.runner import histogram
+
+    h = histogram(values)
+    assert sum(h["counts"]) == h["n"] == len(values)
+    assert len(h["edges"]) == len(h["counts"]) + 1
+    assert h["edges"] == sorted(h["edges"])
+    assert h["edges"][0] == pytest.approx(min(values), rel=1e-3)
+    assert histogram([]) == {} and histogram([float("nan")]) == {}
