@@ -62,7 +62,8 @@ def wait_for(
         time.sleep(interval_s)
 
 
-def _die_with_parent() -> None:  # runs in the child between fork and exec
+def die_with_parent() -> None:
+    """Ask Linux to SIGTERM this process when its parent dies (run in a child between fork and exec)."""
     if sys.platform.startswith("linux"):
         with contextlib.suppress(Exception):
             ctypes.CDLL("libc.so.6").prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
@@ -72,7 +73,7 @@ def _child_setup(cpus: set[int] | None):
     """What the child does before exec: die with its parent; keep to `cpus` (inherited by its whole tree)."""
 
     def setup() -> None:
-        _die_with_parent()
+        die_with_parent()
         if cpus:
             os.sched_setaffinity(0, cpus)
 

@@ -85,6 +85,10 @@ def config_properties(ports: dict[str, int], store: Path, log_config: Path) -> s
         "inference_address": f"http://127.0.0.1:{ports['inference']}",
         "management_address": f"http://127.0.0.1:{ports['management']}",
         "metrics_address": f"http://127.0.0.1:{ports['metrics']}",
+        "grpc_inference_address": "127.0.0.1",  # gRPC listens on every interface by default
+        "grpc_management_address": "127.0.0.1",
+        "grpc_inference_port": str(ports["grpc_inference"]),
+        "grpc_management_port": str(ports["grpc_management"]),
         "metrics_mode": "prometheus",
         "model_store": str(store),
         "load_models": MODEL_NAME,
@@ -158,7 +162,7 @@ class TorchServePlugin:
         workdir: Path,
         start_timeout_s: float = 300.0,
     ) -> RunningServer:
-        ports = {k: free_port() for k in ("inference", "management", "metrics")}
+        ports = {k: free_port() for k in ("inference", "management", "metrics", "grpc_inference", "grpc_management")}
         home = workdir / f"torchserve-{ports['inference']}"
         store, tmp, logs = home / "store", home / "tmp", home / "logs"
         for d in (store, tmp, logs):
@@ -178,7 +182,8 @@ class TorchServePlugin:
             TRANSFORMERS_OFFLINE="1",
             **engine_env(engine_cpus),
         )
-        argv = [_tool("torchserve"), "--start", "--foreground", "--ncs", "--model-store", str(store)]
+        argv = [sys.executable, "-m", "perfsuite_plugins.torchserve_launch", "--start", "--foreground", "--ncs"]
+        argv += ["--model-store", str(store)]
         argv += ["--ts-config", str(config), "--disable-token-auth"]
         management = f"http://127.0.0.1:{ports['management']}"
         proc = ServerProcess(

@@ -38,11 +38,13 @@ def test_hf_naive_command_line():
 
 
 def test_torchserve_config_binds_loopback_and_model_config_is_json_yaml(tmp_path):
-    ports = {"inference": 1, "management": 2, "metrics": 3}
+    ports = {"inference": 1, "management": 2, "metrics": 3, "grpc_inference": 4, "grpc_management": 5}
     text = torchserve.config_properties(ports, tmp_path / "store", tmp_path / "log4j2.xml")
     props = dict(line.split("=", 1) for line in text.splitlines())
     assert props["inference_address"] == "http://127.0.0.1:1"
     assert props["management_address"] == "http://127.0.0.1:2" and props["metrics_address"] == "http://127.0.0.1:3"
+    assert props["grpc_inference_address"] == props["grpc_management_address"] == "127.0.0.1"
+    assert (props["grpc_inference_port"], props["grpc_management_port"]) == ("4", "5")
     assert props["metrics_mode"] == "prometheus" and props["default_workers_per_model"] == "1"
     assert props["vmargs"].endswith("log4j2.xml")
     cfg = torchserve.model_config("/m", EngineSettings(max_num_seqs=16, max_model_len=1024))
