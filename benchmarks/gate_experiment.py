@@ -134,7 +134,16 @@ def collect(args: argparse.Namespace) -> None:
 
 
 def _groups(reps: list[dict], size: int) -> list[list[dict]]:
-    """Disjoint groups of `size` consecutive repetitions of one server session."""
+    """Disjoint groups of `size` consecutive repetitions of one server session. Size 0 is the adaptive
+    length (--perf-budget-s): the shortest run of 3 or more whose request throughput runner.measure
+    would find precise enough, all of the session's repetitions if none is (the budget)."""
+    if size == 0:
+        from perfsuite.runner import _stop_reason
+
+        for n in range(3, len(reps) + 1):
+            if _stop_reason(reps[:n], time.monotonic(), math.inf) == "precision":
+                return [reps[:n]]
+        return [reps]
     return [reps[i : i + size] for i in range(0, len(reps) - size + 1, size)]
 
 
@@ -195,7 +204,8 @@ def evaluate(args: argparse.Namespace) -> None:
 
         perfsuite.baseline.decide = functools.partial(decide, confidence=args.confidence)
     data = json.loads(Path(args.data).read_text())
-    sessions = {k: [s for s in data["sessions"] if s["config"] == k] for k in CONFIGS}
+    chosen = data["sessions"][: args.first] if args.first else data["sessions"]
+    sessions = {k: [s for s in chosen if s["config"] == k] for k in CONFIGS}
     a, b = sessions["A"], sessions["B"]
     floor = dict(resolve_profile(PROFILE_NAME).min_tolerance)
     rng = random.Random(0)
@@ -226,7 +236,9 @@ def evaluate(args: argparse.Namespace) -> None:
                 else:
                     tp, ms = f if len(f) == 2 else (f[0], floor["ms"])
                     min_tol, label = {**floor, "req/s": tp, "tok/s": tp, "$": tp, "ms": ms}, f"{tp:.0%}/{ms:.0%}"
-                out = {"workload": w, "repetitions": size, "floor": label}
+                lengths = [len(g) for ss in (a, b) for x in ss for g in _groups(x["reps"][w], size)]
+                shown = size or f"3-{max(lengths)} (mean {statistics.fmean(lengths):.1f})"
+                out = {"workload": w, "repetitions": shown, "floor": label}
                 for kind, base_s, cand_s, scale in (
                     ("A/A", a, a, None),
                     ("A/B", a, b, None),
@@ -266,11 +278,12 @@ def evaluate(args: argparse.Namespace) -> None:
                 table.append(
                     [
                         w,
-                        size,
+                        shown,
                         label,
                         _rate(out["A/A"]["regression"], out["A/A"]["pairs"]),
                         _rate(out["A/A"]["inconclusive"], out["A/A"]["pairs"]),
                         _rate(out["A/B"]["regression"], out["A/B"]["pairs"]),
+                        _rate(out["A/B"]["regression"] + out["A/B"]["inconclusive"], out["A/B"]["pairs"]),
                         _rate(out["A/0.8A"]["regression"], out["A/0.8A"]["pairs"]),
                     ]
                 )
@@ -288,6 +301,7 @@ def evaluate(args: argparse.Namespace) -> None:
                 "A/A false alarms",
                 "A/A inconclusive",
                 "A/B detected",
+                "A/B flagged (regression or inconclusive)",
                 "A/0.8A detected",
             ],
             tablefmt="github",
@@ -308,7 +322,9 @@ def main(argv: list[str] | None = None) -> int:
     c.add_argument("--append", action="store_true", help="add sessions to an existing file")
     e = sub.add_parser("evaluate", help="replay the gate on collected repetitions")
     e.add_argument("data", help="a file written by collect")
-    e.add_argument("--sizes", default="1,2,3,4", help="repetitions per run to evaluate (default 1,2,3,4)")
+    e.add_argument(
+        "--sizes", default="1,2,3,4,5,0", help="repetitions per run to evaluate; 0: adaptive (default 1,2,3,4,5,0)"
+    )
     e.add_argument(
         "--floors",
         default="0.1,0.1/1.0,0.15/1.0",
@@ -316,6 +332,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     e.add_argument("--max-pairs", type=int, default=600, help="pairs sampled per cell (default 600)")
     e.add_argument("--confidence", type=float, default=CONFIDENCE, help=f"of the intervals (default {CONFIDENCE})")
+    e.add_argument("--first", type=int, help="only the first N sessions (e.g. the quieter start of a run)")
     e.add_argument("--json", help="write the summary here")
     args = ap.parse_args(argv)
     if args.cmd == "collect":

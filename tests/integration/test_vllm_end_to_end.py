@@ -52,7 +52,7 @@ def _server_pids_started_after(t0: float) -> list[int]:
 
 def test_regression_gate_update_and_approve(pytester, monkeypatch, capsys):
     pytester.makepyfile(test_gate=THROUGHPUT_TEST)
-    common = ["--perf-repetitions=2", "-p", "no:cacheprovider"]
+    common = ["--perf-repetitions=2", "--frameworks=vllm", "-p", "no:cacheprovider"]
 
     # 1. No baseline yet: measured, reported, baseline written on request.
     first = pytester.runpytest_subprocess(*common, "--perf-update-baselines", "--perf-results=a.json")
