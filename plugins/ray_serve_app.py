@@ -94,7 +94,12 @@ def main(argv: list[str] | None = None) -> None:
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
-    init = {"num_cpus": args.num_cpus, "include_dashboard": False, "_temp_dir": args.temp_dir}
+    init = {
+        "num_cpus": args.num_cpus,
+        "include_dashboard": False,
+        "_temp_dir": args.temp_dir,
+        "_node_ip_address": "127.0.0.1",  # GCS, raylet and workers: loopback, not the machine's address
+    }
     if args.metrics_port:
         init["_metrics_export_port"] = args.metrics_port
     ray.init(**init)
