@@ -1,10 +1,11 @@
 """The perfsuite command: cost arithmetic and approving results files (no server needed)."""
 
 import json
+from pathlib import Path
 
 import pytest
 
-from perfsuite.baseline import baseline_path, load_baseline
+from perfsuite.baseline import baseline_path, history_dir, load_baseline
 from perfsuite.cli import main
 from perfsuite.hardware import resolve_profile
 
@@ -137,3 +138,96 @@ def test_compare_fails_on_a_regression_and_lists_unmatched_tests(tmp_path, capsy
     assert main(["compare", str(old), str(new)]) == 1
     out = capsys.readouterr().out
     assert "REGRESSION" in out and "only in new" in out and "only in old" in out
+
+
+# ---------------------------------------------------------------- compare, approve, merge on a real run's results
+
+REAL_RUN = Path(__file__).parents[1] / "data" / "results-cpu-vllm-real-run.json"
+
+
+def _real(tmp_path, name="real.json", edit=None):
+    """A copy of the real run's results (tests/data), optionally edited."""
+    data = json.loads(REAL_RUN.read_text())
+    if edit:
+        edit(data)
+    path = tmp_path / name
+    path.write_text(json.dumps(data))
+    return path
+
+
+def _faster(factor):
+    """Claim `factor` x the throughput (and 1/factor the cost) in every measurement and repetition."""
+
+    def edit(data):
+        for m in data["measurements"]:
+            for d in (m["metrics"], *m["repetitions"]):
+                for k in ("request_throughput", "output_throughput"):
+                    if k in d:
+                        d[k] *= factor
+                if "cost_per_1m_requests" in d:
+                    d["cost_per_1m_requests"] /= factor
+
+    return edit
+
+
+def test_compare_a_real_run_with_itself_passes_and_shows_intervals(tmp_path, capsys):
+    real = _real(tmp_path)
+    assert main(["compare", str(real), str(real)]) == 0
+    out = capsys.readouterr().out
+    assert "interval (90%)" in out and "REGRESSION" not in out
+    assert "test_throughput[vllm] on cpu: pass" in out
+    assert "unchanged" in out and "+0.0%" in out
+
+
+def test_compare_a_real_run_against_one_a_third_faster_fails_with_the_interval(tmp_path, capsys):
+    old, new = _real(tmp_path, "old.json", _faster(1.5)), _real(tmp_path, "new.json")
+    assert main(["compare", str(old), str(new)]) == 1
+    out = capsys.readouterr().out
+    assert "test_throughput[vllm] on cpu: regression" in out
+    line = next(x for x in out.splitlines() if x.startswith("request_throughput") and "REGRESSION" in x)
+    assert "-33.3%" in line and " to -" in line  # the point and an interval wholly below the tolerance
+    assert "request_throughput: -33.3% (interval" in out
+    # and the other way round it is an improvement, which passes and says to approve
+    capsys.readouterr()
+    assert main(["compare", str(new), str(old)]) == 0
+    out = capsys.readouterr().out
+    assert "test_throughput[vllm] on cpu: improved" in out and "perfsuite approve" in out
+
+
+def test_approve_a_real_run_keeps_history_and_then_judges_it_unfailed(tmp_path):
+    from perfsuite.session import judge
+
+    base_dir = tmp_path / "b"
+    first = _real(tmp_path, "first.json", _faster(1.5))
+    assert main(["approve", str(first), "--baseline-dir", str(base_dir), "--test", "test_throughput"]) == 0
+    real = _real(tmp_path)
+    assert main(["approve", str(real), "--baseline-dir", str(base_dir), "--test", "test_throughput"]) == 0
+    measured = next(m for m in json.loads(real.read_text())["measurements"] if "test_throughput" in m["test_id"])
+    path = baseline_path(base_dir, "cpu", measured["test_id"])
+    [kept] = list(history_dir(path).glob("*.json"))  # the first approval, replaced by the second
+    assert load_baseline(kept)["metrics"]["request_throughput"]["value"] == pytest.approx(
+        1.5 * measured["metrics"]["request_throughput"]
+    )
+    approved = load_baseline(path)
+    assert approved["metrics"]["request_throughput"]["repetitions"] == [
+        r["request_throughput"] for r in measured["repetitions"]
+    ]
+    again = dict(measured)
+    judge(again, approved, {}, strict=False)
+    assert not again["failed"]
+
+
+def test_merge_real_runs_from_two_runners(tmp_path, capsys):
+    def as_h100(data):
+        for m in data["measurements"]:
+            m["profile"] = "h100"
+
+    a, b = _real(tmp_path, "a.json"), _real(tmp_path, "b.json", as_h100)
+    out = tmp_path / "merged.json"
+    assert main(["merge", str(a), str(b), "-o", str(out)]) == 0
+    merged = json.loads(out.read_text())
+    n = len(json.loads(REAL_RUN.read_text())["measurements"])
+    assert len(merged["measurements"]) == 2 * n
+    assert sorted({r["profile"] for r in merged["matrix"]}) == ["cpu", "h100"]
+    assert merged["merged_from"] == [str(a), str(b)]
+    assert main(["merge", str(a), str(a), "-o", str(tmp_path / "twice.json")]) == 2
