@@ -24,7 +24,7 @@ import psutil
 from perfsuite.errors import UsageError
 from perfsuite.server import ServerProcess
 
-__all__ = ["ContainerEngine", "ContainerSpec", "ContainerServer", "find_engine", "run_argv"]
+__all__ = ["ContainerEngine", "ContainerSpec", "ContainerServer", "find_engine", "run_argv", "why_not_runnable"]
 
 HOST_ROOTFS = "host"  # the image name that means: run on the host's own file system (no registry needed)
 
@@ -78,6 +78,28 @@ def find_engine(spec: str | None = None) -> ContainerEngine | None:
     if podman:
         runc = shutil.which("runc") or (p if Path(p := "/usr/sbin/runc").exists() else None)
         return ContainerEngine((podman, "--runtime", runc) if runc else (podman,))
+    return None
+
+
+def engine_from_env() -> ContainerEngine | None:
+    """The engine $PERFSUITE_CONTAINER_ENGINE names, or the one found (see find_engine)."""
+    return find_engine(os.environ.get("PERFSUITE_CONTAINER_ENGINE"))
+
+
+def why_not_runnable(image: str, image_env: str) -> str | None:
+    """Why a container of `image` cannot run here (no engine, engine broken, image absent), or None.
+    `image_env` is the variable that chooses the image, named in the message."""
+    try:
+        engine = engine_from_env()
+    except UsageError as exc:
+        return str(exc)
+    if engine is None:
+        return "no container engine (docker or podman) found on PATH"
+    problem = engine.works()
+    if problem:
+        return problem
+    if not engine.has_image(image):
+        return f"image {image} is not present locally (pull it, or set {image_env})"
     return None
 
 

@@ -15,7 +15,9 @@ from perfsuite.server import ServerProcess, free_port, http_ok
 from perfsuite.telemetry import MetricNames
 
 METRIC_NAMES = MetricNames(queue_depth=("hf_naive_num_requests_waiting",), running=("hf_naive_num_requests_running",))
-WHY = {
+# Why perfsuite's static-batch transformers engine (hf_engine.py: hf-naive, TorchServe's handler, the
+# Ray Serve deployment) cannot honour a common setting.
+STATIC_ENGINE_WHY = {
     "max_num_batched_tokens": "static batches have no token budget",
     "enable_prefix_caching": "no prefix cache",
     "gpu_memory_utilization": "no KV-cache pool to size",
@@ -23,6 +25,7 @@ WHY = {
     "tensor_parallel_size": "one device",
     "dtype": "the model's own dtype",
 }
+WHY = STATIC_ENGINE_WHY
 
 
 def server_args(model: str, settings: EngineSettings, port: int, threads: int | None) -> list[str]:

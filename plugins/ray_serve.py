@@ -22,16 +22,10 @@ from perfsuite.hardware import HardwareProfile
 from perfsuite.loadgen import Endpoint
 from perfsuite.server import ServerProcess, free_port
 from perfsuite.telemetry import MetricNames
+from perfsuite_plugins.hf_naive import STATIC_ENGINE_WHY
 
 METRIC_NAMES = MetricNames(queue_depth=("ray_serve_deployment_queued_queries",))
-WHY = {
-    "max_num_batched_tokens": "static batches have no token budget",
-    "enable_prefix_caching": "no prefix cache in the transformers deployment",
-    "gpu_memory_utilization": "no KV-cache pool to size",
-    "quantization": "plain transformers weights",
-    "tensor_parallel_size": "one replica on one device",
-    "dtype": "the model's own dtype",
-}
+WHY = STATIC_ENGINE_WHY  # the same static-batch transformers engine as hf-naive (hf_engine.py)
 
 
 def routes_ready(base: str) -> bool:

@@ -12,8 +12,7 @@ import os
 import shlex
 from pathlib import Path
 
-from perfsuite.container import ContainerServer, ContainerSpec, find_engine
-from perfsuite.errors import UsageError
+from perfsuite.container import ContainerServer, ContainerSpec, engine_from_env, why_not_runnable
 from perfsuite.frameworks import EngineSettings, RunningServer, child_env, not_honoured
 from perfsuite.hardware import HardwareProfile
 from perfsuite.loadgen import Endpoint, OpenAIProtocol, TGIProtocol
@@ -68,18 +67,8 @@ class TGIPlugin:
         return os.environ.get("PERFSUITE_TGI_IMAGE", IMAGE)
 
     def unavailable(self) -> str | None:
-        try:
-            engine = find_engine(os.environ.get("PERFSUITE_CONTAINER_ENGINE"))
-        except UsageError as exc:
-            return str(exc)
-        if engine is None:
-            return "TGI runs as a container and no container engine (docker or podman) was found"
-        problem = engine.works()
-        if problem:
-            return problem
-        if not engine.has_image(self.image()):
-            return f"the TGI image {self.image()} is not present locally (pull it, or set PERFSUITE_TGI_IMAGE)"
-        return None
+        why = why_not_runnable(self.image(), "PERFSUITE_TGI_IMAGE")
+        return f"TGI runs as a container: {why}" if why else None
 
     def version(self) -> str:
         return self.image().rsplit(":", 1)[-1]
@@ -92,7 +81,7 @@ class TGIPlugin:
         workdir: Path,
         start_timeout_s: float = 600.0,
     ) -> RunningServer:
-        engine = find_engine(os.environ.get("PERFSUITE_CONTAINER_ENGINE"))
+        engine = engine_from_env()
         port = free_port()
         local = Path(model).exists()
         args, extra_env, notes = launcher_args(MODEL_MOUNT if local else model, settings, port)

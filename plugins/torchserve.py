@@ -23,19 +23,13 @@ from perfsuite.hardware import HardwareProfile
 from perfsuite.loadgen import Endpoint, JSONLinesProtocol
 from perfsuite.server import ServerProcess, free_port
 from perfsuite.telemetry import MetricNames
+from perfsuite_plugins.hf_naive import STATIC_ENGINE_WHY
 
 MODEL_NAME = "perfsuite"
 # TorchServe has no queue-depth or KV-cache gauge; its counters are kept in the results as they are.
 METRIC_NAMES = MetricNames()
 BATCH_DELAY_MS = 10
-WHY = {
-    "max_num_batched_tokens": "static batches have no token budget",
-    "enable_prefix_caching": "no prefix cache in the transformers handler",
-    "gpu_memory_utilization": "no KV-cache pool to size",
-    "quantization": "plain transformers weights",
-    "tensor_parallel_size": "one worker on one device",
-    "dtype": "the model's own dtype",
-}
+WHY = STATIC_ENGINE_WHY  # the same static-batch transformers engine as hf-naive (hf_engine.py)
 HANDLER = Path(__file__).with_name("torchserve_handler.py")
 
 

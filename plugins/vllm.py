@@ -17,8 +17,7 @@ from pathlib import Path
 
 import psutil
 
-from perfsuite.container import HOST_ROOTFS, ContainerServer, ContainerSpec, find_engine
-from perfsuite.errors import UsageError
+from perfsuite.container import HOST_ROOTFS, ContainerServer, ContainerSpec, engine_from_env, why_not_runnable
 from perfsuite.frameworks import EngineSettings, RunningServer, child_env
 from perfsuite.hardware import HardwareProfile
 from perfsuite.loadgen import Endpoint
@@ -163,18 +162,8 @@ class VLLMContainerPlugin(VLLMPlugin):
         return os.environ.get("PERFSUITE_VLLM_IMAGE", HOST_ROOTFS)
 
     def unavailable(self) -> str | None:
-        try:
-            engine = find_engine(os.environ.get("PERFSUITE_CONTAINER_ENGINE"))
-        except UsageError as exc:
-            return str(exc)
-        if engine is None:
-            return "no container engine (docker or podman) found on PATH"
-        problem = engine.works()
-        if problem:
-            return problem
-        if not engine.has_image(self.image()):
-            return f"image {self.image()} is not present locally (pull it, or set PERFSUITE_VLLM_IMAGE)"
-        return None if self.image() != HOST_ROOTFS else super().unavailable()
+        why = why_not_runnable(self.image(), "PERFSUITE_VLLM_IMAGE")
+        return why or (super().unavailable() if self.image() == HOST_ROOTFS else None)
 
     def start(
         self,
@@ -184,7 +173,7 @@ class VLLMContainerPlugin(VLLMPlugin):
         workdir: Path,
         start_timeout_s: float = 600.0,
     ) -> RunningServer:
-        engine = find_engine(os.environ.get("PERFSUITE_CONTAINER_ENGINE"))
+        engine = engine_from_env()
         image = self.image()
         port = free_port()
         # Inside its own network namespace the server listens on every interface of the container;
