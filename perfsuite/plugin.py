@@ -364,6 +364,9 @@ class PerfRecorder:
             "knee_found": best is not points[-1],  # False: every rate met the SLO, capacity is at least this
         }
         self._describe(m, server.framework, server.version, server.settings)
+        # Measured on this machine: the sustainable rate moves a whole step (64 <-> 96 req/s for vLLM) from
+        # run to run, a 30% swing no tolerance can gate. Thresholds still apply; the report draws it.
+        m["ungated"] = "a sweep's sustainable rate moves a whole rate step between runs"
         p = slo.percentile
         if best is None:
             m["notes"].append(

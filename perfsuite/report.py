@@ -27,6 +27,9 @@ def _best(ms: list[dict], workload: str) -> dict | None:
     # A load sweep's measurement is at the rate the sweep chose, not the workload's standard load: it
     # gives the "at SLO" figures of the HTML report, and these columns only when nothing else was measured.
     ms = [m for m in ms if "sweep" not in m] or ms
+    # Likewise a closed loop of users is the workload's standard load; open (Poisson) arrivals above
+    # capacity measure queueing, so their latency stands in only when no closed loop was measured.
+    ms = [m for m in ms if m.get("load", {}).get("arrival", "closed") == "closed"] or ms
     chosen = [m for m in ms if m["workload"]["name"] == workload] or ms
     return max(chosen, key=lambda m: m["metrics"].get("request_throughput", 0)) if chosen else None
 

@@ -136,7 +136,8 @@ def _stored(session, name="test_throughput"):
         "workload": prov["workload"],
         "load": prov["load"],
         "engine": prov["engine"],
-        "metrics": {k: v["value"] for k, v in doc["metrics"].items()},
+        # What a load run measures; efficiency is added when the session records it.
+        "metrics": {k: v["value"] for k, v in doc["metrics"].items() if k != "efficiency"},
         "repetitions": [],
         "provenance": prov,
         "notes": [],
