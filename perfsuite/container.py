@@ -24,7 +24,15 @@ import psutil
 from perfsuite.errors import UsageError
 from perfsuite.server import ServerProcess
 
-__all__ = ["ContainerEngine", "ContainerSpec", "ContainerServer", "find_engine", "run_argv", "why_not_runnable"]
+__all__ = [
+    "ContainerEngine",
+    "ContainerSpec",
+    "ContainerServer",
+    "find_engine",
+    "run_argv",
+    "why_not_runnable",
+    "hub_secrets",
+]
 
 HOST_ROOTFS = "host"  # the image name that means: run on the host's own file system (no registry needed)
 
@@ -78,12 +86,17 @@ def find_engine(spec: str | None = None) -> ContainerEngine | None:
     if podman:
         runc = shutil.which("runc") or (p if Path(p := "/usr/sbin/runc").exists() else None)
         return ContainerEngine((podman, "--runtime", runc) if runc else (podman,))
-    return None
+    return ContainerEngine((docker,)) if docker else None  # its works() then says what is wrong
 
 
 def engine_from_env() -> ContainerEngine | None:
     """The engine $PERFSUITE_CONTAINER_ENGINE names, or the one found (see find_engine)."""
     return find_engine(os.environ.get("PERFSUITE_CONTAINER_ENGINE"))
+
+
+def hub_secrets() -> dict[str, str]:
+    """Hugging Face tokens from the environment, for a container's `--env NAME` (never its command line)."""
+    return {k: os.environ[k] for k in ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN") if k in os.environ}
 
 
 def why_not_runnable(image: str, image_env: str) -> str | None:
@@ -156,10 +169,17 @@ class ContainerServer(ServerProcess):
         super().__init__(name, run_argv(engine, spec), log_path, ready, env=env, **kw)
         self.engine = engine
         self.spec = spec
+        self._container_pid: int | None = None
         self.stop_timeout_s = max(self.stop_timeout_s, spec.stop_timeout_s + 10)
 
     def container_pid(self) -> int | None:
-        """The host pid of the container's first process (its tree is not the client's children)."""
+        """The host pid of the container's first process (its tree is not the client's children).
+        Asked of the engine once: telemetry samples the tree every half second."""
+        if self._container_pid is None or not psutil.pid_exists(self._container_pid):
+            self._container_pid = self._inspect_pid()
+        return self._container_pid
+
+    def _inspect_pid(self) -> int | None:
         try:
             done = self.engine.run("inspect", "--format", "{{.State.Pid}}", self.spec.name, timeout_s=10)
         except (OSError, subprocess.TimeoutExpired):

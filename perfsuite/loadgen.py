@@ -100,6 +100,11 @@ class RequestRecord:
         return self.error is None
 
 
+def _lines(pending: bytes, block: bytes) -> tuple[list[bytes], bytes]:
+    *lines, pending = (pending + block).split(b"\n")
+    return lines, pending
+
+
 class OpenAIProtocol:
     """Streaming /v1/completions or /v1/chat/completions, vLLM's extensions for exact lengths."""
 
@@ -132,7 +137,7 @@ class OpenAIProtocol:
         pending = b""
         async for block in response.content.iter_any():
             now = time.perf_counter()
-            *lines, pending = (pending + block).split(b"\n")
+            lines, pending = _lines(pending, block)
             for line in lines:
                 if not line.startswith(b"data:"):
                     continue  # blank separators and ": ping" comments
@@ -150,11 +155,6 @@ class OpenAIProtocol:
                 if usage:
                     rec.prompt_tokens = usage.get("prompt_tokens")
                     rec.output_tokens = usage.get("completion_tokens")
-
-
-def _lines(pending: bytes, block: bytes) -> tuple[list[bytes], bytes]:
-    *lines, pending = (pending + block).split(b"\n")
-    return lines, pending
 
 
 class JSONLinesProtocol:

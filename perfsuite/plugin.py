@@ -235,7 +235,7 @@ def serving(request: pytest.FixtureRequest, perf_session: PerfSession, perf_serv
     """A ready server of the framework this test is parametrized with, with the test's `engine` settings."""
     name = getattr(request, "param", None) or perf_session.selected[0]
     plugin = perf_session.frameworks[name]
-    reason = plugin.unavailable()
+    reason = perf_session.why_unavailable(name)
     if reason:
         perf_session.unmeasured[name] = reason
         pytest.skip(f"{name}: {reason}")
@@ -292,8 +292,11 @@ class PerfRecorder:
             )
         return self._judge(m, thresholds)
 
-    def _run(self, server: RunningServer, wl: Workload, load: Load, slo: SLO, repetitions: int) -> dict:
-        """perfsuite.runner.measure against `server`; a measurement error fails the test, naming the framework."""
+    def _run(
+        self, server: RunningServer, wl: Workload, load: Load, slo: SLO, repetitions: int, adaptive: bool = True
+    ) -> dict:
+        """perfsuite.runner.measure against `server`; a measurement error fails the test, naming the framework.
+        `adaptive`: --perf-budget-s may add repetitions (not for a sweep's single run per rate)."""
         s = self.session
         try:
             return measure(
@@ -311,7 +314,7 @@ class PerfRecorder:
                 metric_names=server.metric_names,
                 check_alive=server.process.check_alive,
                 client_cpus=server.client_cpus,
-                budget_s=s.options.budget_s,
+                budget_s=s.options.budget_s if adaptive else None,
             )
         except PerfsuiteError as exc:
             pytest.fail(f"{server.framework}: {exc}", pytrace=False)
@@ -340,7 +343,7 @@ class PerfRecorder:
         for i, rate in enumerate(sorted(rates)):
             count = max(requests, math.ceil(rate * seconds))
             load = Load.poisson(rate, requests=count, warmup_requests=warmup_requests, seed=i)
-            run = self._run(server, wl, load, SLO(slo.ttft_ms, slo.tpot_ms), 1)
+            run = self._run(server, wl, load, SLO(slo.ttft_ms, slo.tpot_ms), 1, adaptive=False)
             points.append({"rate": rate, **{k: round(run["metrics"][k], 4) for k in SWEEP_KEYS}})
             runs[rate] = run
             if not meets_slo(points[-1], slo):
@@ -391,7 +394,7 @@ class PerfRecorder:
         plugin = s.frameworks.get(framework)
         if plugin is None or not hasattr(plugin, "offline"):
             pytest.skip(f"{framework}: no offline mode")
-        reason = plugin.unavailable()
+        reason = s.why_unavailable(framework)
         if reason:
             pytest.skip(f"{framework}: {reason}")
         s.pool.close()  # the cores are the offline engine's now

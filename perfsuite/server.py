@@ -62,18 +62,23 @@ def wait_for(
         time.sleep(interval_s)
 
 
-def die_with_parent() -> None:
-    """Ask Linux to SIGTERM this process when its parent dies (run in a child between fork and exec)."""
+def die_with_parent(parent_pid: int | None = None) -> None:
+    """Ask Linux to SIGTERM this process when its parent dies (run in a child between fork and exec).
+    If the parent `parent_pid` died before the request was made, the child ends at once instead."""
     if sys.platform.startswith("linux"):
         with contextlib.suppress(Exception):
             ctypes.CDLL("libc.so.6").prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+        if parent_pid is not None and os.getppid() != parent_pid:
+            os.kill(os.getpid(), signal.SIGKILL)
 
 
 def _child_setup(cpus: set[int] | None):
     """What the child does before exec: die with its parent; keep to `cpus` (inherited by its whole tree)."""
 
+    parent = os.getpid()
+
     def setup() -> None:
-        die_with_parent()
+        die_with_parent(parent)
         if cpus:
             os.sched_setaffinity(0, cpus)
 

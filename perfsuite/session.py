@@ -161,6 +161,7 @@ class PerfSession:
     device: Device | None = None  # the roofline's device: probed on the cpu profile, else from the catalog
 
     def __post_init__(self) -> None:
+        self._unavailable: dict[str, str | None] = {}
         if not self.frameworks:
             self.frameworks = load_frameworks()
         if self.options.frameworks:
@@ -170,7 +171,7 @@ class PerfSession:
                     f"--frameworks: unknown {', '.join(unknown)}; installed: {', '.join(sorted(self.frameworks))}"
                 )
             for name in self.options.frameworks:  # asked for by name: must be able to run
-                reason = self.frameworks[name].unavailable()
+                reason = self.why_unavailable(name)
                 if reason:
                     raise UsageError(f"--frameworks={name}: {reason}")
         log_dir = self.options.log_dir or Path(tempfile.mkdtemp(prefix="perfsuite-logs-"))
@@ -181,6 +182,13 @@ class PerfSession:
         self._device_note: str | None = None
         self._model: str | None = None
         self._prompts = {}
+
+    def why_unavailable(self, name: str) -> str | None:
+        """Why framework `name` cannot run here (or None), asked once per session: the checks start a
+        JVM or a container engine, which must not happen beside a running measurement."""
+        if name not in self._unavailable:
+            self._unavailable[name] = self.frameworks[name].unavailable()
+        return self._unavailable[name]
 
     @property
     def selected(self) -> list[str]:

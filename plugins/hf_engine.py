@@ -48,6 +48,8 @@ class Job:
 
 def parse_request(body: dict, tokenizer, chat: bool) -> Job:
     """The Job for an OpenAI-style body ({"prompt"} or {"messages"}, "max_tokens"); ValueError if bad."""
+    if not isinstance(body, dict):
+        raise ValueError("the request body must be a JSON object")
     max_tokens = body.get("max_tokens")
     if not isinstance(max_tokens, int) or max_tokens < 1:
         raise ValueError("max_tokens must be a whole number >= 1")

@@ -25,7 +25,6 @@ STATIC_ENGINE_WHY = {
     "tensor_parallel_size": "one device",
     "dtype": "the model's own dtype",
 }
-WHY = STATIC_ENGINE_WHY
 
 
 def server_args(model: str, settings: EngineSettings, port: int, threads: int | None) -> list[str]:
@@ -74,7 +73,7 @@ class HFNaivePlugin:
             cpus=client_cpus,  # the HTTP front end; the generation thread moves to engine_cpus
         )
         proc.start()
-        notes = not_honoured(self.name, settings, {"max_num_seqs", "max_model_len"}, WHY)
+        notes = not_honoured(self.name, settings, {"max_num_seqs", "max_model_len"}, STATIC_ENGINE_WHY)
         return RunningServer(
             self.name,
             Endpoint(base, Path(model).name or model),

@@ -35,7 +35,8 @@ class _Request:
         self.out: asyncio.Queue = asyncio.Queue()
 
     def put(self, item) -> None:  # called from the generation thread
-        self.loop.call_soon_threadsafe(self.out.put_nowait, item)
+        with contextlib.suppress(RuntimeError):  # the event loop is closed: the server is shutting down
+            self.loop.call_soon_threadsafe(self.out.put_nowait, item)
 
 
 class StaticBatcher:
@@ -110,10 +111,10 @@ def make_app(gen: Generator, batcher: StaticBatcher, model_name: str, registry: 
         requests_total.inc()
         try:
             body = await request.json()
-            if not body.get("stream"):
-                raise ValueError("only streaming requests are served (stream: true)")
             job = parse_request(body, gen.tokenizer, chat)
             gen.check(job)
+            if not body.get("stream"):
+                raise ValueError("only streaming requests are served (stream: true)")
         except (ValueError, json.JSONDecodeError) as exc:
             return web.json_response({"error": {"message": str(exc), "type": "invalid_request"}}, status=400)
         req = _Request(job, asyncio.get_running_loop())

@@ -25,7 +25,6 @@ from perfsuite.telemetry import MetricNames
 from perfsuite_plugins.hf_naive import STATIC_ENGINE_WHY
 
 METRIC_NAMES = MetricNames(queue_depth=("ray_serve_deployment_queued_queries",))
-WHY = STATIC_ENGINE_WHY  # the same static-batch transformers engine as hf-naive (hf_engine.py)
 
 
 def routes_ready(base: str) -> bool:
@@ -111,7 +110,7 @@ class RayServePlugin:
         except BaseException:
             cleanup()
             raise
-        notes = not_honoured(self.name, settings, {"max_num_seqs", "max_model_len"}, WHY)
+        notes = not_honoured(self.name, settings, {"max_num_seqs", "max_model_len"}, STATIC_ENGINE_WHY)
         notes.append(f"ray-serve: @serve.batch static batches of up to {settings.max_num_seqs or 8}, 10 ms wait")
         return RunningServer(
             self.name,

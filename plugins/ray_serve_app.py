@@ -16,6 +16,7 @@ import json
 import os
 import signal
 import threading
+from concurrent.futures import ThreadPoolExecutor
 
 from ray import serve
 from starlette.requests import Request
@@ -37,6 +38,9 @@ class StaticBatchGenerate:
         self.generate_batch.set_max_batch_size(batch)
         self.generate_batch.set_batch_wait_timeout_s(wait_s)
 
+        # One thread runs every decoding step: one batch at a time, one OpenMP team, pinned once.
+        self.compute = ThreadPoolExecutor(max_workers=1, thread_name_prefix="generate")
+
     def _step(self, it):
         pin_engine_thread()
         return next(it, None)
@@ -45,7 +49,8 @@ class StaticBatchGenerate:
     async def generate_batch(self, jobs: list[Job]):
         """Yield, per step, one token id per request, or StopIteration for a request that is done."""
         it = self.gen.generate(jobs)
-        while (step := await asyncio.to_thread(self._step, it)) is not None:
+        loop = asyncio.get_running_loop()
+        while (step := await loop.run_in_executor(self.compute, self._step, it)) is not None:
             yield [StopIteration if tok is None else tok for tok in step]
 
     async def __call__(self, request: Request):
@@ -54,10 +59,10 @@ class StaticBatchGenerate:
             return JSONResponse({"error": {"message": "POST /v1/completions or /v1/chat/completions"}}, 404)
         try:
             body = await request.json()
-            if not body.get("stream"):
-                raise ValueError("only streaming requests are served (stream: true)")
             job = parse_request(body, self.gen.tokenizer, chat)
             self.gen.check(job)
+            if not body.get("stream"):
+                raise ValueError("only streaming requests are served (stream: true)")
         except (ValueError, json.JSONDecodeError) as exc:
             return JSONResponse({"error": {"message": str(exc), "type": "invalid_request"}}, 400)
         return StreamingResponse(self._stream(job, chat), media_type="text/event-stream")

@@ -12,7 +12,7 @@ import os
 import shlex
 from pathlib import Path
 
-from perfsuite.container import ContainerServer, ContainerSpec, engine_from_env, why_not_runnable
+from perfsuite.container import ContainerServer, ContainerSpec, engine_from_env, hub_secrets, why_not_runnable
 from perfsuite.frameworks import EngineSettings, RunningServer, child_env, not_honoured
 from perfsuite.hardware import HardwareProfile
 from perfsuite.loadgen import Endpoint, OpenAIProtocol, TGIProtocol
@@ -86,9 +86,7 @@ class TGIPlugin:
         local = Path(model).exists()
         args, extra_env, notes = launcher_args(MODEL_MOUNT if local else model, settings, port)
         env = {**extra_env}
-        for secret in ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN"):  # by name only, never on a command line
-            if secret in os.environ:
-                env[secret] = os.environ[secret]
+        env.update(hub_secrets())  # passed by name, never on the command line
         spec = ContainerSpec(
             self.image(),
             args,

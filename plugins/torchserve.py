@@ -29,7 +29,6 @@ MODEL_NAME = "perfsuite"
 # TorchServe has no queue-depth or KV-cache gauge; its counters are kept in the results as they are.
 METRIC_NAMES = MetricNames()
 BATCH_DELAY_MS = 10
-WHY = STATIC_ENGINE_WHY  # the same static-batch transformers engine as hf-naive (hf_engine.py)
 HANDLER = Path(__file__).with_name("torchserve_handler.py")
 
 
@@ -115,7 +114,10 @@ def archive(model: str, settings: EngineSettings, store: Path, timeout_s: float 
     argv = [_tool("torch-model-archiver"), "--model-name", MODEL_NAME, "--version", "1.0"]
     argv += ["--handler", str(HANDLER), "--config-file", str(cfg), "--export-path", str(store)]
     argv += ["--archive-format", "no-archive", "--force"]
-    done = subprocess.run(argv, capture_output=True, text=True, timeout=timeout_s)
+    try:
+        done = subprocess.run(argv, capture_output=True, text=True, timeout=timeout_s)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise ServerError(f"torch-model-archiver could not run: {exc}") from None
     if done.returncode != 0:
         raise ServerError(f"torch-model-archiver failed (exit {done.returncode})", done.stderr[-2000:])
 
@@ -192,7 +194,7 @@ class TorchServePlugin:
             cpus=client_cpus,  # the Java front end; the handler moves its worker to engine_cpus
         )
         proc.start()
-        notes = not_honoured(self.name, settings, {"max_num_seqs", "max_model_len"}, WHY)
+        notes = not_honoured(self.name, settings, {"max_num_seqs", "max_model_len"}, STATIC_ENGINE_WHY)
         notes.append(f"torchserve: static batches of up to batchSize={settings.max_num_seqs or 8}, {BATCH_DELAY_MS} ms")
         path = f"/predictions/{MODEL_NAME}"
         return RunningServer(

@@ -11,6 +11,8 @@ Java -> workers unwinds whatever ends first.
 
 from __future__ import annotations
 
+import functools
+import os
 import subprocess
 import sys
 
@@ -19,7 +21,7 @@ from perfsuite.server import die_with_parent
 
 class _PopenDyingWithParent(subprocess.Popen):
     def __init__(self, *args, **kwargs) -> None:
-        kwargs.setdefault("preexec_fn", die_with_parent)
+        kwargs.setdefault("preexec_fn", functools.partial(die_with_parent, os.getpid()))
         super().__init__(*args, **kwargs)
 
 

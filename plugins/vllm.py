@@ -17,7 +17,14 @@ from pathlib import Path
 
 import psutil
 
-from perfsuite.container import HOST_ROOTFS, ContainerServer, ContainerSpec, engine_from_env, why_not_runnable
+from perfsuite.container import (
+    HOST_ROOTFS,
+    ContainerServer,
+    ContainerSpec,
+    engine_from_env,
+    hub_secrets,
+    why_not_runnable,
+)
 from perfsuite.frameworks import EngineSettings, RunningServer, child_env
 from perfsuite.hardware import HardwareProfile
 from perfsuite.loadgen import Endpoint
@@ -181,9 +188,7 @@ class VLLMContainerPlugin(VLLMPlugin):
         python = sys.executable if image == HOST_ROOTFS else "python3"
         args, notes = server_args(model, settings, profile, port, host="0.0.0.0", python=python)  # noqa: S104
         env = {"VLLM_NO_USAGE_STATS": "1", "DO_NOT_TRACK": "1", "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
-        for secret in ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN"):  # passed by name, never on the command line
-            if secret in os.environ:
-                env[secret] = os.environ[secret]
+        env.update(hub_secrets())  # passed by name, never on the command line
         volumes = [] if image == HOST_ROOTFS or not Path(model).exists() else [(model, model, "ro")]
         spec = ContainerSpec(
             image, args, env=env, volumes=volumes, ports=[port], gpus=profile.kind != "cpu", shm_size="1g"

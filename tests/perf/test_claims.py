@@ -16,7 +16,7 @@ pytestmark = pytest.mark.perf
 
 def test_prefix_caching_saves_20_to_40_percent_on_rag(perf, perf_session, perf_servers, perf_model):
     plugin = perf_session.frameworks.get("vllm")
-    if plugin is None or plugin.unavailable():
+    if plugin is None or perf_session.why_unavailable("vllm"):
         pytest.skip("vLLM is not available")
     runs = {}
     for on in (True, False):
@@ -70,7 +70,7 @@ def under_poisson(perf_session, perf_servers, perf_model, request):
         if name not in ("vllm", "tgi", *STATIC_BATCHERS):
             continue
         plugin = perf_session.frameworks[name]
-        if plugin.unavailable():
+        if perf_session.why_unavailable(name):
             continue
         server = perf_servers.get(plugin, perf_model, EngineSettings())
         m = recorder.measure(server, "chat", Load.poisson(**POISSON), variant=f"poisson-{name}")

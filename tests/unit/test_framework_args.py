@@ -20,7 +20,7 @@ def test_every_framework_is_registered_through_the_entry_point_group():
 
 def test_settings_not_honoured_are_reported_with_the_reason():
     s = EngineSettings(max_num_seqs=4, enable_prefix_caching=True, quantization="awq", tensor_parallel_size=2)
-    notes = not_honoured("hf-naive", s, {"max_num_seqs", "max_model_len"}, hf_naive.WHY)
+    notes = not_honoured("hf-naive", s, {"max_num_seqs", "max_model_len"}, hf_naive.STATIC_ENGINE_WHY)
     text = "\n".join(notes)
     assert "enable_prefix_caching=True not honoured (no prefix cache)" in text
     assert "quantization=awq not honoured" in text and "tensor_parallel_size=2 not honoured" in text
