@@ -157,7 +157,7 @@ def test_d_gets_a_new_server(serving, perf):
 def test_server_failures_fail_their_test_only_and_leave_nothing(pytester):
     pytester.makepyfile(test_failures=FAILURES)
     t0 = time.time()
-    result = pytester.runpytest_subprocess("-p", "no:cacheprovider")
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "--frameworks=vllm")
     result.assert_outcomes(passed=2, failed=1, errors=1)
     out = result.stdout.str()
     assert "vLLM server (pid" in out and "exited with code" in out
@@ -177,7 +177,7 @@ def test_long(serving, perf):
     )
     t0 = time.time()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-s", "test_long.py"],
+        [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-s", "--frameworks=vllm", "test_long.py"],
         cwd=pytester.path,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
