@@ -105,6 +105,11 @@ def _lines(pending: bytes, block: bytes) -> tuple[list[bytes], bytes]:
     return lines, pending
 
 
+def _prompt(api: str, spec: RequestSpec) -> dict:
+    """The request's text as the api takes it: {"messages": [...]} for chat, else {"prompt": "..."}."""
+    return {"messages": spec.messages} if api == "chat" else {"prompt": spec.prompt}
+
+
 class OpenAIProtocol:
     """Streaming /v1/completions or /v1/chat/completions, vLLM's extensions for exact lengths."""
 
@@ -122,11 +127,7 @@ class OpenAIProtocol:
             "stream": True,
             "stream_options": {"include_usage": True},
         }
-        if self.api == "chat":
-            body["messages"] = spec.messages
-        else:
-            body["prompt"] = spec.prompt
-        return body
+        return body | _prompt(self.api, spec)
 
     async def consume(self, response: aiohttp.ClientResponse, rec: RequestRecord) -> None:
         """Read the SSE stream into `rec`: the arrival time of every event with choices (its text may be
@@ -167,11 +168,7 @@ class JSONLinesProtocol:
 
     def payload(self, model: str, spec: RequestSpec) -> dict:
         body = {"max_tokens": spec.output_tokens}
-        if self.api == "chat":
-            body["messages"] = spec.messages
-        else:
-            body["prompt"] = spec.prompt
-        return body
+        return body | _prompt(self.api, spec)
 
     async def consume(self, response: aiohttp.ClientResponse, rec: RequestRecord) -> None:
         pending = b""

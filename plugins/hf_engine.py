@@ -90,6 +90,14 @@ class Generator:
                 f"{len(job.prompt_ids)} prompt + {job.max_tokens} output tokens > max_model_len {self.max_model_len}"
             )
 
+    def job(self, body: dict, chat: bool, require_stream: bool = False) -> Job:
+        """The Job for a request body, checked against the model's length; ValueError says what is wrong."""
+        job = parse_request(body, self.tokenizer, chat)
+        self.check(job)
+        if require_stream and not body.get("stream"):
+            raise ValueError("only streaming requests are served (stream: true)")
+        return job
+
     def text(self, token_id: int) -> str:
         return self.tokenizer.decode([token_id])
 

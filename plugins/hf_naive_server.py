@@ -22,7 +22,7 @@ import time
 from aiohttp import web
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
-from perfsuite_plugins.hf_engine import Generator, Job, parse_request, pin_engine_thread
+from perfsuite_plugins.hf_engine import Generator, Job, pin_engine_thread
 from perfsuite_plugins.openai_sse import DONE, error_event, new_id, token_event, usage_event
 
 PREFIX = "hf_naive"
@@ -111,10 +111,7 @@ def make_app(gen: Generator, batcher: StaticBatcher, model_name: str, registry: 
         requests_total.inc()
         try:
             body = await request.json()
-            job = parse_request(body, gen.tokenizer, chat)
-            gen.check(job)
-            if not body.get("stream"):
-                raise ValueError("only streaming requests are served (stream: true)")
+            job = gen.job(body, chat, require_stream=True)
         except (ValueError, json.JSONDecodeError) as exc:
             return web.json_response({"error": {"message": str(exc), "type": "invalid_request"}}, status=400)
         req = _Request(job, asyncio.get_running_loop())

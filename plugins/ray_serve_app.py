@@ -22,7 +22,7 @@ from ray import serve
 from starlette.requests import Request
 from starlette.responses import JSONResponse, StreamingResponse
 
-from perfsuite_plugins.hf_engine import Generator, Job, parse_request, pin_engine_thread
+from perfsuite_plugins.hf_engine import Generator, Job, pin_engine_thread
 from perfsuite_plugins.openai_sse import DONE, error_event, new_id, token_event, usage_event
 
 APP_NAME = "perfsuite"
@@ -59,10 +59,7 @@ class StaticBatchGenerate:
             return JSONResponse({"error": {"message": "POST /v1/completions or /v1/chat/completions"}}, 404)
         try:
             body = await request.json()
-            job = parse_request(body, self.gen.tokenizer, chat)
-            self.gen.check(job)
-            if not body.get("stream"):
-                raise ValueError("only streaming requests are served (stream: true)")
+            job = self.gen.job(body, chat, require_stream=True)
         except (ValueError, json.JSONDecodeError) as exc:
             return JSONResponse({"error": {"message": str(exc), "type": "invalid_request"}}, 400)
         return StreamingResponse(self._stream(job, chat), media_type="text/event-stream")

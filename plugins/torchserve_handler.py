@@ -16,7 +16,7 @@ import json
 from ts.handler_utils.utils import send_intermediate_predict_response
 from ts.torch_handler.base_handler import BaseHandler
 
-from perfsuite_plugins.hf_engine import Generator, parse_request, pin_engine_thread
+from perfsuite_plugins.hf_engine import Generator, pin_engine_thread
 
 
 def _line(obj: dict) -> str:
@@ -39,8 +39,7 @@ class StreamingGenerateHandler(BaseHandler):
             try:
                 if isinstance(body, (bytes, bytearray)):
                     body = json.loads(body)
-                job = parse_request(body, self.generator.tokenizer, chat="messages" in body)
-                self.generator.check(job)
+                job = self.generator.job(body, chat="messages" in body)
                 jobs[i] = job
             except (ValueError, TypeError, AttributeError) as exc:
                 answers[i] = _line({"error": f"bad request: {exc}"})
