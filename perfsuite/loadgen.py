@@ -1,4 +1,4 @@
-"""The load generator: asyncio + aiohttp, streaming OpenAI-compatible completions.
+"""The load generator: asyncio + aiohttp, one stream-reading loop for every protocol (perfsuite.protocols).
 
 It sends requests by one of three arrival processes (closed loop of N concurrent users, Poisson
 arrivals, constant rate), times every streamed chunk, and takes token counts from the server's
@@ -8,7 +8,6 @@ usage report, checking them against what was asked for.
 from __future__ import annotations
 
 import asyncio
-import json
 import random
 import time
 from dataclasses import asdict, dataclass, field
@@ -16,9 +15,11 @@ from dataclasses import asdict, dataclass, field
 import aiohttp
 
 from perfsuite.errors import UsageError
+from perfsuite.protocols import TOKEN, EventKind, StreamProtocol
+from perfsuite.protocols import OpenAIProtocol as OpenAIProtocol  # noqa: F401  cli.py and frameworks.py import it here
 from perfsuite.workloads import RequestSpec
 
-__all__ = ["Load", "Endpoint", "RequestRecord", "run_load", "OpenAIProtocol", "JSONLinesProtocol", "TGIProtocol"]
+__all__ = ["Load", "Endpoint", "RequestRecord", "run_load"]
 
 
 @dataclass(frozen=True)
@@ -100,137 +101,39 @@ class RequestRecord:
         return self.error is None
 
 
-def _lines(pending: bytes, block: bytes) -> tuple[list[bytes], bytes]:
-    *lines, pending = (pending + block).split(b"\n")
-    return lines, pending
+async def _read(response: aiohttp.ClientResponse, protocol: StreamProtocol, rec: RequestRecord) -> None:
+    """Read the stream into `rec`: the arrival time of every token event, the counts the server reports.
+
+    Network blocks are split into lines by hand (cheaper than aiohttp's readline), and each event is
+    timed at the arrival of the block that completed it. This loop is the client's CPU cost per token."""
+    parse = protocol.parse
+    chunk_times = rec.chunk_times
+    pending = b""
+    async for block in response.content.iter_any():
+        now = time.perf_counter()
+        *lines, pending = (pending + block).split(b"\n")
+        for line in lines:
+            event = parse(line)
+            if event is None:
+                continue
+            if event is TOKEN:
+                chunk_times.append(now)
+                continue
+            kind = event.kind
+            if kind is EventKind.DONE:
+                return
+            if kind is EventKind.ERROR:
+                raise RuntimeError(f"server error in stream: {event.message}")
+            if kind is EventKind.TOKEN:
+                chunk_times.append(now)
+            if event.has_counts:
+                rec.prompt_tokens = event.prompt_tokens
+                rec.output_tokens = event.output_tokens
 
 
-def _prompt(api: str, spec: RequestSpec) -> dict:
-    """The request's text as the api takes it: {"messages": [...]} for chat, else {"prompt": "..."}."""
-    return {"messages": spec.messages} if api == "chat" else {"prompt": spec.prompt}
-
-
-class OpenAIProtocol:
-    """Streaming /v1/completions or /v1/chat/completions, vLLM's extensions for exact lengths."""
-
-    def __init__(self, api: str = "completions") -> None:
-        self.api = api
-        self.path = "/v1/chat/completions" if api == "chat" else "/v1/completions"
-
-    def payload(self, model: str, spec: RequestSpec) -> dict:
-        body = {
-            "model": model,
-            "max_tokens": spec.output_tokens,
-            "min_tokens": spec.output_tokens,
-            "ignore_eos": True,
-            "temperature": 0.0,
-            "stream": True,
-            "stream_options": {"include_usage": True},
-        }
-        return body | _prompt(self.api, spec)
-
-    async def consume(self, response: aiohttp.ClientResponse, rec: RequestRecord) -> None:
-        """Read the SSE stream into `rec`: the arrival time of every event with choices (its text may be
-        empty, e.g. for special tokens; vLLM's own client counts it too), token counts from the usage event.
-
-        Network blocks are split into lines by hand (cheaper than aiohttp's readline), and each event is
-        timed at the arrival of the block that completed it."""
-        pending = b""
-        async for block in response.content.iter_any():
-            now = time.perf_counter()
-            lines, pending = _lines(pending, block)
-            for line in lines:
-                if not line.startswith(b"data:"):
-                    continue  # blank separators and ": ping" comments
-                data = line[5:].strip()
-                if data == b"[DONE]":
-                    return
-                event = json.loads(data)
-                if "error" in event:
-                    raise RuntimeError(f"server error in stream: {event['error']}")
-                if event.get("choices"):
-                    if rec.first_token is None:
-                        rec.first_token = now
-                    rec.chunk_times.append(now)
-                usage = event.get("usage")
-                if usage:
-                    rec.prompt_tokens = usage.get("prompt_tokens")
-                    rec.output_tokens = usage.get("completion_tokens")
-
-
-class JSONLinesProtocol:
-    """perfsuite's TorchServe handler: POST /predictions/NAME, a chunked response of JSON lines,
-    {"text"} per token, then {"usage": {...}}; {"error"} on failure (torchserve_handler.py)."""
-
-    def __init__(self, path: str, api: str = "completions") -> None:
-        self.api = api
-        self.path = path
-
-    def payload(self, model: str, spec: RequestSpec) -> dict:
-        body = {"max_tokens": spec.output_tokens}
-        return body | _prompt(self.api, spec)
-
-    async def consume(self, response: aiohttp.ClientResponse, rec: RequestRecord) -> None:
-        pending = b""
-        async for block in response.content.iter_any():
-            now = time.perf_counter()
-            lines, pending = _lines(pending, block)
-            for line in lines:
-                if not line.strip():
-                    continue
-                event = json.loads(line)
-                if "error" in event:
-                    raise RuntimeError(f"server error in stream: {event['error']}")
-                if "text" in event:
-                    if rec.first_token is None:
-                        rec.first_token = now
-                    rec.chunk_times.append(now)
-                if "usage" in event:
-                    rec.prompt_tokens = event["usage"].get("prompt_tokens")
-                    rec.output_tokens = event["usage"].get("completion_tokens")
-
-
-class TGIProtocol:
-    """TGI's native POST /generate_stream: SSE `data:{...}` events with no space and no [DONE], one
-    per token; the last carries `details.generated_tokens`; errors arrive in-stream as {error, error_type}.
-
-    TGI has no ignore_eos and reports no prompt length in a stream, so the output length is what
-    `details` says (a request may end early at EOS) and the input length is not checked."""
-
-    path = "/generate_stream"
-    exact_lengths = False
-
-    def __init__(self, api: str = "completions") -> None:
-        if api != "completions":
-            raise UsageError("TGI's /generate_stream takes a prompt; for chat workloads use its OpenAI route")
-        self.api = api
-
-    def payload(self, model: str, spec: RequestSpec) -> dict:
-        params = {"max_new_tokens": spec.output_tokens, "details": True, "do_sample": False}
-        return {"inputs": spec.prompt, "parameters": params}
-
-    async def consume(self, response: aiohttp.ClientResponse, rec: RequestRecord) -> None:
-        pending = b""
-        async for block in response.content.iter_any():
-            now = time.perf_counter()
-            lines, pending = _lines(pending, block)
-            for line in lines:
-                if not line.startswith(b"data:"):
-                    continue
-                event = json.loads(line[5:])
-                if "error" in event:
-                    raise RuntimeError(f"server error in stream ({event.get('error_type')}): {event['error']}")
-                if event.get("token") is not None:
-                    if rec.first_token is None:
-                        rec.first_token = now
-                    rec.chunk_times.append(now)
-                details = event.get("details")
-                if details:
-                    rec.output_tokens = details.get("generated_tokens")
-                    rec.prompt_tokens = rec.expected_input  # not reported: taken as sent
-
-
-async def _send(session, endpoint: Endpoint, protocol, spec: RequestSpec, timeout_s: float) -> RequestRecord:
+async def _send(
+    session, endpoint: Endpoint, protocol: StreamProtocol, spec: RequestSpec, timeout_s: float
+) -> RequestRecord:
     rec = RequestRecord(send=time.perf_counter(), expected_input=spec.input_tokens, expected_output=spec.output_tokens)
     try:
         async with session.post(
@@ -241,15 +144,17 @@ async def _send(session, endpoint: Endpoint, protocol, spec: RequestSpec, timeou
             if resp.status != 200:
                 body = (await resp.text())[:300]
                 raise RuntimeError(f"HTTP {resp.status}: {body}")
-            await protocol.consume(resp, rec)
+            await _read(resp, protocol, rec)
         # The request ends at its last token, as in vLLM's client (the usage event carries none).
         rec.end = rec.chunk_times[-1] if rec.chunk_times else time.perf_counter()
         if rec.output_tokens is None:
             raise RuntimeError("the stream ended without a token count (usage or details)")
-        if rec.first_token is None:
+        if not rec.chunk_times:
             raise RuntimeError("the stream carried no tokens")
-        exact = getattr(protocol, "exact_lengths", True)
-        if exact and (rec.output_tokens != spec.output_tokens or rec.prompt_tokens != spec.input_tokens):
+        if not protocol.exact_lengths:
+            if rec.prompt_tokens is None:
+                rec.prompt_tokens = spec.input_tokens  # not reported (TGI's native stream): taken as sent
+        elif rec.output_tokens != spec.output_tokens or rec.prompt_tokens != spec.input_tokens:
             raise RuntimeError(
                 f"token counts differ: asked {spec.input_tokens} in / {spec.output_tokens} out, "
                 f"server counted {rec.prompt_tokens} in / {rec.output_tokens} out"
@@ -260,6 +165,8 @@ async def _send(session, endpoint: Endpoint, protocol, spec: RequestSpec, timeou
     except Exception as exc:  # one failed request is a measurement, not a crash
         rec.end = time.perf_counter()
         rec.error = f"{type(exc).__name__}: {exc}"[:500]
+    if rec.chunk_times:
+        rec.first_token = rec.chunk_times[0]
     return rec
 
 
@@ -310,7 +217,11 @@ async def _open(session, endpoint, protocol, specs, load: Load, count: int | Non
 
 
 async def run_load(
-    endpoint: Endpoint, protocol, specs: list[RequestSpec], load: Load, headers: dict[str, str] | None = None
+    endpoint: Endpoint,
+    protocol: StreamProtocol,
+    specs: list[RequestSpec],
+    load: Load,
+    headers: dict[str, str] | None = None,
 ):
     """Warm up, then send the measured requests. Returns (records, wall seconds of the measured phase).
 

@@ -8,21 +8,58 @@ Where no container engine or no TGI image is present, the plugin says so and its
 
 from __future__ import annotations
 
+import json
 import os
 import shlex
 from pathlib import Path
 
 from perfsuite.container import ContainerServer, ContainerSpec, engine_from_env, hub_secrets, why_not_runnable
+from perfsuite.errors import UsageError
 from perfsuite.frameworks import EngineSettings, RunningServer, child_env, not_honoured
 from perfsuite.hardware import HardwareProfile
-from perfsuite.loadgen import Endpoint, OpenAIProtocol, TGIProtocol
+from perfsuite.loadgen import Endpoint
+from perfsuite.protocols import TOKEN, EventKind, OpenAIProtocol, StreamEvent
 from perfsuite.server import free_port, http_ok
 from perfsuite.telemetry import MetricNames
+from perfsuite.workloads import RequestSpec
 
 IMAGE = "ghcr.io/huggingface/text-generation-inference:3.3.7"
 METRIC_NAMES = MetricNames(queue_depth=("tgi_queue_size",), running=("tgi_batch_current_size",))
 MODEL_MOUNT = "/data/model"
 GRACE_S = 90  # TGI's own shutdown grace period; the container's stop timeout must be longer
+
+
+class TGIProtocol:
+    """TGI's native POST /generate_stream: SSE `data:{...}` events with no space and no [DONE], one
+    per token; the last carries `details.generated_tokens`; errors arrive in-stream as {error, error_type}.
+
+    TGI has no ignore_eos and reports no prompt length in a stream, so the output length is what
+    `details` says (a request may end early at EOS) and the input length is taken as sent."""
+
+    path = "/generate_stream"
+    exact_lengths = False
+
+    def __init__(self, api: str = "completions") -> None:
+        if api != "completions":
+            raise UsageError("TGI's /generate_stream takes a prompt; for chat workloads use its OpenAI route")
+        self.api = api
+
+    def payload(self, model: str, spec: RequestSpec) -> dict:
+        params = {"max_new_tokens": spec.output_tokens, "details": True, "do_sample": False}
+        return {"inputs": spec.prompt, "parameters": params}
+
+    def parse(self, line: bytes) -> StreamEvent | None:
+        if not line.startswith(b"data:"):
+            return None
+        event = json.loads(line[5:])
+        if "error" in event:
+            return StreamEvent(EventKind.ERROR, message=f"{event['error']} ({event.get('error_type')})")
+        details = event.get("details")
+        has_token = event.get("token") is not None
+        if details:
+            kind = EventKind.TOKEN if has_token else EventKind.USAGE
+            return StreamEvent(kind, output_tokens=details.get("generated_tokens"))
+        return TOKEN if has_token else None
 
 
 class TGIChatProtocol(OpenAIProtocol):

@@ -20,9 +20,11 @@ from pathlib import Path
 from perfsuite.errors import ServerError
 from perfsuite.frameworks import EngineSettings, RunningServer, child_env, cpu_split, engine_env, not_honoured
 from perfsuite.hardware import HardwareProfile
-from perfsuite.loadgen import Endpoint, JSONLinesProtocol
+from perfsuite.loadgen import Endpoint
+from perfsuite.protocols import TOKEN, EventKind, StreamEvent, prompt_field
 from perfsuite.server import ServerProcess, free_port
 from perfsuite.telemetry import MetricNames
+from perfsuite.workloads import RequestSpec
 from perfsuite_plugins.hf_naive import STATIC_ENGINE_WHY
 
 MODEL_NAME = "perfsuite"
@@ -30,6 +32,32 @@ MODEL_NAME = "perfsuite"
 METRIC_NAMES = MetricNames()
 BATCH_DELAY_MS = 10
 HANDLER = Path(__file__).with_name("torchserve_handler.py")
+
+
+class JSONLinesProtocol:
+    """perfsuite's TorchServe handler: POST /predictions/NAME, a chunked response of JSON lines,
+    {"text"} per token, then {"usage": {...}}; {"error"} on failure (torchserve_handler.py)."""
+
+    exact_lengths = True
+
+    def __init__(self, path: str, api: str = "completions") -> None:
+        self.api = api
+        self.path = path
+
+    def payload(self, model: str, spec: RequestSpec) -> dict:
+        return {"max_tokens": spec.output_tokens} | prompt_field(self.api, spec)
+
+    def parse(self, line: bytes) -> StreamEvent | None:
+        if not line.strip():
+            return None
+        event = json.loads(line)
+        if "error" in event:
+            return StreamEvent(EventKind.ERROR, message=str(event["error"]))
+        usage = event.get("usage")
+        if usage:
+            kind = EventKind.TOKEN if "text" in event else EventKind.USAGE
+            return StreamEvent(kind, usage.get("prompt_tokens"), usage.get("completion_tokens"))
+        return TOKEN if "text" in event else None
 
 
 def java_version() -> int | None:

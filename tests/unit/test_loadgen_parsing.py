@@ -13,7 +13,8 @@ import time
 import pytest
 from aiohttp import web
 
-from perfsuite.loadgen import Endpoint, Load, OpenAIProtocol, _arrival_gaps, run_load
+from perfsuite.loadgen import Endpoint, Load, _arrival_gaps, run_load
+from perfsuite.protocols import OpenAIProtocol
 from perfsuite.workloads import RequestSpec
 
 # ---------------------------------------------------------------- a tiny scripted server

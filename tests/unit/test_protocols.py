@@ -1,4 +1,5 @@
-"""The TGI and TorchServe (JSON lines) stream parsers against hand-written servers on 127.0.0.1.
+"""The stream protocols: line parsing alone, and the TGI and TorchServe (JSON lines) ones against hand-written
+servers on 127.0.0.1.
 
 Fakes check the parsers' edge cases only; the TorchServe plugin is measured for real by the perf suite,
 and TGI's image is not present on this machine (its plugin says so)."""
@@ -8,8 +9,11 @@ import json
 
 from aiohttp import web
 
-from perfsuite.loadgen import Endpoint, JSONLinesProtocol, Load, TGIProtocol, run_load
+from perfsuite.loadgen import Endpoint, Load, run_load
+from perfsuite.protocols import DONE, TOKEN, EventKind, OpenAIProtocol, StreamEvent, StreamProtocol
 from perfsuite.workloads import RequestSpec
+from perfsuite_plugins.tgi import TGIChatProtocol, TGIProtocol
+from perfsuite_plugins.torchserve import JSONLinesProtocol
 
 
 def drive(path: str, protocol, chunks_for):
@@ -121,3 +125,45 @@ def test_json_lines_chat_sends_messages():
     spec = RequestSpec("hi", 5, 1, [{"role": "user", "content": "hi"}])
     proto = JSONLinesProtocol("/p", "chat")
     assert proto.payload("m", spec) == {"max_tokens": 1, "messages": [{"role": "user", "content": "hi"}]}
+
+
+def test_every_protocol_is_a_stream_protocol():
+    for proto in (OpenAIProtocol(), OpenAIProtocol("chat"), TGIProtocol(), TGIChatProtocol("chat")):
+        assert isinstance(proto, StreamProtocol)
+    assert isinstance(JSONLinesProtocol("/p"), StreamProtocol)
+    assert [p.exact_lengths for p in (OpenAIProtocol(), JSONLinesProtocol("/p"), TGIProtocol(), TGIChatProtocol())] == [
+        True,
+        True,
+        False,
+        False,
+    ]
+
+
+def test_openai_lines_parse_to_events():
+    p = OpenAIProtocol()
+    assert p.parse(b"") is None and p.parse(b": ping") is None and p.parse(b"event: message") is None
+    assert p.parse(b'data: {"choices":[{"text":""}]}\r') is TOKEN
+    assert p.parse(b'data:{"choices":[]}') is None
+    assert p.parse(b"data: [DONE]") is DONE
+    usage = b'data: {"choices":[],"usage":{"prompt_tokens":5,"completion_tokens":3}}'
+    assert p.parse(usage) == StreamEvent(EventKind.USAGE, 5, 3)
+    both = b'data: {"choices":[{"text":"x"}],"usage":{"prompt_tokens":5,"completion_tokens":1}}'
+    assert p.parse(both) == StreamEvent(EventKind.TOKEN, 5, 1)  # a token that also carries the counts
+    err = p.parse(b'data: {"error":{"message":"boom"}}')
+    assert err.kind is EventKind.ERROR and "boom" in err.message
+
+
+def test_tgi_last_event_is_a_token_with_the_output_count():
+    p = TGIProtocol()
+    assert p.parse(tgi_event({"token": {"id": 1, "text": "a"}, "details": None}).rstrip()) is TOKEN
+    last = p.parse(tgi_event({"token": {"id": 2, "text": "."}, "details": {"generated_tokens": 2}}).rstrip())
+    assert last == StreamEvent(EventKind.TOKEN, None, 2)
+    assert p.parse(b"") is None
+
+
+def test_json_lines_parse_to_events():
+    p = JSONLinesProtocol("/p")
+    assert p.parse(b"  ") is None
+    assert p.parse(line({"text": ""}).rstrip()) is TOKEN
+    assert p.parse(line({"usage": usage(5, 3)}).rstrip()) == StreamEvent(EventKind.USAGE, 5, 3)
+    assert p.parse(line({"error": "bad"}).rstrip()) == StreamEvent(EventKind.ERROR, message="bad")
