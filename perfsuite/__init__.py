@@ -4,7 +4,7 @@ from perfsuite.cost import cost_per_million
 from perfsuite.errors import BaselineError, MeasurementError, PerfsuiteError, ServerError, UsageError
 from perfsuite.frameworks import EngineSettings
 from perfsuite.loadgen import Endpoint, Load
-from perfsuite.metrics import SLO
+from perfsuite.slo import SLO
 
 __all__ = [
     "Load",

@@ -14,14 +14,18 @@ import os
 import re
 import statistics
 import tempfile
-from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import jsonschema
 
 from perfsuite.decision import decide
 from perfsuite.errors import BaselineError
 from perfsuite.metrics import METRICS
+from perfsuite.verdict import Row
+
+if TYPE_CHECKING:
+    from perfsuite.measurement import Measurement
 
 __all__ = [
     "Row",
@@ -135,7 +139,7 @@ def history_dir(path: str | os.PathLike) -> Path:
     return path.parent / "history" / path.stem
 
 
-def successor(measurement: dict, old: dict | None, min_tolerance: dict[str, float] | None = None) -> dict:
+def successor(measurement: Measurement, old: dict | None, min_tolerance: dict[str, float] | None = None) -> dict:
     """The baseline that replaces `old` with `measurement`: it keeps old's choice of gated metrics."""
     gated = {name for name, m in (old or {}).get("metrics", {}).items() if m["gated"]} or None
     return make_baseline(measurement, gated, min_tolerance)
@@ -172,7 +176,7 @@ def _round_up(x: float, digits: int = 4) -> float:
 
 
 def make_baseline(
-    measurement: dict, gated: set[str] | None = None, min_tolerance: dict[str, float] | None = None
+    measurement: Measurement, gated: set[str] | None = None, min_tolerance: dict[str, float] | None = None
 ) -> dict:
     """A baseline document from one measurement (as stored in the results JSON).
 
@@ -182,9 +186,9 @@ def make_baseline(
     at MAX_TOLERANCE, and of the profile's floor (which may exceed the cap).
     """
     metrics = {}
-    on_cpu = measurement.get("device_kind") == "cpu"
-    reps = measurement.get("repetitions", [])
-    for name, value in measurement["metrics"].items():
+    on_cpu = measurement.device_kind == "cpu"
+    reps = measurement.repetitions
+    for name, value in measurement.metrics.items():
         spec = METRICS.get(name)
         if spec is None or value is None or not math.isfinite(value):
             continue
@@ -204,33 +208,11 @@ def make_baseline(
         }
     return {
         "schema": SCHEMA_VERSION,
-        "test_id": measurement["test_id"],
-        "profile": measurement["profile"],
+        "test_id": measurement.test_id,
+        "profile": measurement.profile,
         "metrics": metrics,
-        "provenance": measurement.get("provenance", {}),
+        "provenance": measurement.provenance,
     }
-
-
-@dataclass(frozen=True)
-class Row:
-    """One line of the verdict table."""
-
-    metric: str
-    baseline: float | None
-    now: float | None
-    change_pct: float | None
-    tolerance: str
-    verdict: str  # unchanged, regression, improvement, inconclusive, missing, new, breach, info (ok: threshold met)
-    low_pct: float | None = None  # the interval of the change, in percent (perfsuite.decision)
-    high_pct: float | None = None
-    note: str = ""  # why, for a regression, improvement or inconclusive verdict
-
-    @property
-    def fails(self) -> bool:
-        return self.verdict in ("regression", "missing", "breach")
-
-    def as_dict(self) -> dict:
-        return asdict(self)
 
 
 def _finite(x) -> bool:
@@ -248,7 +230,7 @@ def _change_pct(base: float, now: float) -> float | None:
 _EDGE = 1e-9
 
 
-def _judge(base: float, value: float, tol: float, higher: bool) -> tuple[bool, bool]:
+def _beyond_tolerance(base: float, value: float, tol: float, higher: bool) -> tuple[bool, bool]:
     """(worse, better) beyond tolerance, judged on the relative change in the metric's direction."""
     if base == 0:
         gain = value if higher else -value
@@ -291,7 +273,7 @@ def compare(
             continue
         change = _change_pct(base, value)
         if base == 0:  # no relative change: any step the wrong way is worse
-            worse, better = _judge(base, value, tol, higher)
+            worse, better = _beyond_tolerance(base, value, tol, higher)
             verdict, low, high, note = (
                 "regression" if worse else "improvement" if better else "unchanged",
                 None,

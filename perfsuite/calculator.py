@@ -39,6 +39,7 @@ from pathlib import Path
 import jsonschema
 
 from perfsuite.errors import UsageError
+from perfsuite.slo import SLO, sustainable_point
 
 __all__ = [
     "HOURS_PER_MONTH",
@@ -46,11 +47,8 @@ __all__ = [
     "ApiModel",
     "Catalogs",
     "Traffic",
-    "SLOTarget",
     "load_catalogs",
     "calculate",
-    "meets_slo",
-    "sustainable_point",
     "capacity_from_results",
     "cents",
 ]
@@ -290,53 +288,16 @@ class Traffic:
         return self.requests_per_month / SECONDS_PER_MONTH
 
 
-@dataclass(frozen=True)
-class SLOTarget:
-    """A rate meets the SLO when, at `percentile`, TTFT <= ttft_ms and TPOT <= tpot_ms, and no request failed.
-
-    The default percentile is p90: a sweep point has a few dozen requests, so its p99 is its slowest
-    request, which is mostly noise on a shared machine."""
-
-    ttft_ms: float = 1000.0
-    tpot_ms: float = 100.0
-    percentile: int = 90
-
-    def __post_init__(self) -> None:
-        if self.percentile not in (50, 90, 99):
-            raise UsageError(f"SLO percentile {self.percentile}: use 50, 90 or 99")
-        if not (self.ttft_ms > 0 and self.tpot_ms > 0):
-            raise UsageError(f"SLO TTFT {self.ttft_ms} ms and TPOT {self.tpot_ms} ms must be > 0")
-
-
-def meets_slo(point: dict, slo: SLOTarget) -> bool:
-    """Whether a sweep point (rate, throughput, percentiles, error rate) meets `slo`."""
-    p = slo.percentile
-    ttft, tpot = point.get(f"ttft_p{p}_ms"), point.get(f"tpot_p{p}_ms")
-    if ttft is None or tpot is None or not (math.isfinite(ttft) and math.isfinite(tpot)):
-        return False
-    return point.get("error_rate", 0) == 0 and ttft <= slo.ttft_ms and tpot <= slo.tpot_ms
-
-
-def sustainable_point(points: list[dict], slo: SLOTarget) -> dict | None:
-    """The sweep point of highest offered rate that meets the SLO (None if none does).
-
-    Only rates below the first one that misses count: a lucky point past the knee is not capacity."""
-    best = None
-    for point in sorted(points, key=lambda x: x["rate"]):
-        if not meets_slo(point, slo):
-            break
-        best = point
-    return best
-
-
 def capacity_from_results(
-    results: dict, framework: str, profile: str | None = None, slo: SLOTarget | None = None
+    results: dict, framework: str, profile: str | None = None, slo: SLO | None = None
 ) -> dict:
     """Requests/s per replica of `framework` in a results file: the sweep's highest rate meeting `slo`
     (its achieved throughput), or the peak throughput when the run had no sweep (with a note saying so).
 
     Returns {"throughput_rps", "profile", "basis", "test_id"}."""
-    ms = [m for m in results.get("measurements", []) if m.get("framework") == framework]
+    from perfsuite.report import trustworthy  # a measurement error's numbers cost nothing
+
+    ms = [m for m in results.get("measurements", []) if m.get("framework") == framework and trustworthy(m)]
     if profile:
         ms = [m for m in ms if m.get("profile") == profile]
     if not ms:
@@ -347,7 +308,7 @@ def capacity_from_results(
         )
     sweeps = [m for m in ms if m.get("sweep", {}).get("points")]
     if sweeps:
-        slo = slo or SLOTarget(**sweeps[0]["sweep"]["slo"])
+        slo = slo or SLO(**sweeps[0]["sweep"]["slo"])
         found = []
         for m in sweeps:
             point = sustainable_point(m["sweep"]["points"], slo)

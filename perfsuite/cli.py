@@ -7,6 +7,7 @@ import argparse
 import json
 import os
 import sys
+from dataclasses import asdict, replace
 from pathlib import Path
 
 from tabulate import tabulate
@@ -14,6 +15,7 @@ from tabulate import tabulate
 from perfsuite.baseline import baseline_path, load_baseline, make_baseline, promote, successor
 from perfsuite.cost import cost_per_million
 from perfsuite.errors import BaselineError, PerfsuiteError, UsageError
+from perfsuite.jsonfile import write_atomic
 
 __all__ = ["main"]
 
@@ -56,6 +58,16 @@ def read_results(path: str | os.PathLike) -> dict:
     return data
 
 
+def _measurement(path, d: dict):
+    """A results file's measurement as a Measurement; UsageError naming the file and test otherwise."""
+    from perfsuite.measurement import Measurement
+
+    try:
+        return Measurement.from_dict(d)
+    except (ValueError, TypeError) as exc:
+        raise UsageError(f"{path}: measurement {d.get('test_id', '?')!r}: {exc}") from None
+
+
 def _min_tolerance(profile: str) -> dict[str, float]:
     from perfsuite.hardware import resolve_profile
 
@@ -91,14 +103,15 @@ def _approve(args: argparse.Namespace) -> int:
     plans = []
     for m in chosen:
         path = baseline_path(args.baseline_dir, m["profile"], m["test_id"])
-        if m.get("metrics", {}).get("error_rate", 0) > 0 or m.get("verdict") == "errors":
-            rows.append([m["test_id"], m["profile"], "skipped: the run had failed requests"])
+        measured = _measurement(args.results, m)
+        if why := measured.why_not_a_baseline():
+            rows.append([m["test_id"], m["profile"], f"skipped: {why}"])
             continue
         problem = _above_bound(m)
         if problem:
             raise BaselineError(f"{args.results}: {m['test_id']} not approved, {path} not written: {problem}")
         old = load_baseline(path)
-        plans.append((path, successor(m, old, _min_tolerance(m["profile"])), old, m))
+        plans.append((path, successor(measured, old, _min_tolerance(m["profile"])), old, m))
     for path, doc, old, m in plans:
         if not args.dry_run:
             promote(path, doc, old)
@@ -124,11 +137,14 @@ def _load(args: argparse.Namespace) -> int:
     from transformers import AutoTokenizer
 
     from perfsuite.hardware import resolve_profile
-    from perfsuite.loadgen import Endpoint, Load, OpenAIProtocol
-    from perfsuite.metrics import SLO
+    from perfsuite.judge import judge
+    from perfsuite.loadgen import Endpoint, Load
+    from perfsuite.measurement import Measurement
     from perfsuite.model import corpus_text
+    from perfsuite.protocols import OpenAIProtocol
     from perfsuite.report import metrics_table
-    from perfsuite.runner import measure, provenance
+    from perfsuite.runner import Target, TelemetrySources, provenance, run
+    from perfsuite.slo import SLO
     from perfsuite.workloads import PromptBuilder, get_workload
 
     if not Path(args.tokenizer).exists():
@@ -151,73 +167,89 @@ def _load(args: argparse.Namespace) -> int:
     if key:
         headers = {"Authorization": f"Bearer {key}"}
     prompts = PromptBuilder(AutoTokenizer.from_pretrained(args.tokenizer), corpus_text(), args.seed)
-    names = _metric_names(args.framework)
     url = args.url.rstrip("/")
-    m = measure(
-        Endpoint(url, args.model),
-        OpenAIProtocol(workload.api),
-        workload,
-        load,
-        prompts,
-        profile,
-        repetitions=args.repetitions,
-        slo=SLO(args.slo_ttft_ms, args.slo_tpot_ms),
+    telemetry = TelemetrySources(
         metrics_url=None if args.no_metrics else url + "/metrics",
-        metric_names=names,
-        headers=headers,
-        telemetry=not args.no_metrics,
+        metric_names=_metric_names(args.framework),
+        enabled=not args.no_metrics,
     )
-    m.update(test_id=f"load:{args.model}:{workload.name}:{load.label()}", framework=args.framework, model=args.model)
-    m["provenance"] = provenance(
-        framework=args.framework, model=args.model, workload=m["workload"], load=m["load"], endpoint=url
+    target = Target(Endpoint(url, args.model), OpenAIProtocol(workload.api), telemetry, headers=headers)
+    slo = SLO(args.slo_ttft_ms, args.slo_tpot_ms)
+    result = run(target, workload, load, prompts, profile, repetitions=args.repetitions, slo=slo)
+    price_source = f"{profile.price_source} ({profile.price_date})"
+    m = Measurement(
+        test_id=f"load:{args.model}:{workload.name}:{load.label()}",
+        framework=args.framework,
+        framework_version="",
+        model=args.model,
+        profile=profile.name,
+        device_kind=profile.kind,
+        workload=workload.to_dict(),
+        load=load.to_dict(),
+        engine={},
+        price_per_hour=profile.price_per_hour,
+        price_source=price_source,
+        provenance=provenance(
+            framework=args.framework, model=args.model, workload=workload.to_dict(), load=load.to_dict(), endpoint=url
+        ),
+        slo=asdict(slo),
+        metrics=result.metrics,
+        repetitions=result.repetitions,
+        stopping=result.stopping,
+        client=result.client,
+        client_saturation=result.client_saturation,
+        memory_series=result.memory_series,
+        distributions=result.distributions,
+        errors=result.errors,
+        error_count=result.error_count,
     )
-    problem = _load_bound(m, args.tokenizer, profile)
-    print(metrics_table(m["metrics"]))
-    for note in m.get("notes", []):
+    m = _load_bound(m, args.tokenizer, profile)
+    m = m.judged(judge(m, None))
+    print(metrics_table(m.metrics))
+    for note in m.notes:
         print(f"note: {note}")
-    if problem:
-        print(problem, file=sys.stderr)
-    if m["error_count"]:
-        print(f"{m['error_count']} request(s) failed; first: {m['errors'][:3]}", file=sys.stderr)
+    if m.failed:
+        print(f"perfsuite: {m.verdict.value}: " + "; ".join(m.judgement.notes), file=sys.stderr)
     if args.json:
-        Path(args.json).write_text(
-            json.dumps({"schema": 1, "profile": profile.name, "measurements": [m]}, indent=2, default=str)
-        )
+        write_atomic(Path(args.json), {"schema": 1, "profile": profile.name, "measurements": [m.to_dict()]})
         print(f"wrote {args.json}")
-    return 1 if m["error_count"] or problem else 0
+    return 1 if m.failed else 0
 
 
-def _load_bound(m: dict, tokenizer: str, profile) -> str | None:
-    """Efficiency against the roofline, when the tokenizer folder holds the model's config.json; the
-    problem if the measurement is above the bound. The endpoint's engine settings are unknown here: the
-    bound assumes none (the loosest). On the cpu profile the probe runs beside the endpoint's server,
-    which makes it read low; the best figures stored for this CPU are used when higher."""
-    from dataclasses import asdict
-
+def _load_bound(m, tokenizer: str, profile):
+    """`m` with its efficiency against the roofline, when the tokenizer folder holds the model's
+    config.json, and `above_bound` when it beats the bound. The endpoint's engine settings are unknown
+    here: the bound assumes none (the loosest). On the cpu profile the probe runs beside the endpoint's
+    server, which makes it read low; the best figures stored for this CPU are used when higher."""
     from perfsuite.roofline import Device, check_within_bound, measurement_bound
 
     config = Path(tokenizer) / "config.json"
-    notes = m.setdefault("notes", [])
     if not config.exists():
-        notes.append(f"no roofline bound: no config.json in {tokenizer}")
-        return None
+        return m.with_notes(f"no roofline bound: no config.json in {tokenizer}")
     try:
         device = Device.from_profile(profile)
-        bound = measurement_bound(config, device, m["workload"], m["load"], {}, m["metrics"])
+        bound = measurement_bound(config, device, m.workload, m.load, {}, m.metrics)
     except (ValueError, KeyError, ImportError, RuntimeError, OSError) as exc:
-        notes.append(f"no roofline bound: {exc}")
-        return None
+        return m.with_notes(f"no roofline bound: {exc}")
+    metrics = dict(m.metrics)
     if bound.requests_per_s > 0:
-        m["metrics"]["efficiency"] = m["metrics"]["request_throughput"] / bound.requests_per_s
-    m["roofline"] = {**asdict(bound), "device": device.name}
-    notes.append(f"physical bound {bound.requests_per_s:,.2f} req/s on {device.name}, limited by {bound.limited_by}")
-    return check_within_bound(m["metrics"], bound)
+        metrics["efficiency"] = metrics["request_throughput"] / bound.requests_per_s
+    return replace(
+        m,
+        metrics=metrics,
+        roofline={**asdict(bound), "device": device.name},
+        above_bound=check_within_bound(metrics, bound),
+        notes=(
+            *m.notes,
+            f"physical bound {bound.requests_per_s:,.2f} req/s on {device.name}, limited by {bound.limited_by}",
+        ),
+    )
 
 
 def _compare(args: argparse.Namespace) -> int:
     """Judge every measurement of NEW against the same test's measurement in OLD."""
+    from perfsuite.judge import judge
     from perfsuite.report import comparison_table
-    from perfsuite.session import judge
 
     old = {(m["profile"], m["test_id"]): m for m in read_results(args.old)["measurements"]}
     new = read_results(args.new)["measurements"]
@@ -233,12 +265,13 @@ def _compare(args: argparse.Namespace) -> int:
             print(f"{m['test_id']} on {m['profile']}: refused\n" + "\n".join(problems) + "\n")
             summary.append([m["test_id"], m["profile"], "refused: above the physical bound"])
             continue
-        base = make_baseline(old[key], min_tolerance=_min_tolerance(m["profile"]))
-        verdict, rows = judge(dict(m), base, {}, strict=False)
-        failed |= verdict == "regression"
-        print(f"{m['test_id']} on {m['profile']}: {verdict}")
-        print(comparison_table([r.as_dict() for r in rows if r.verdict != "info" or args.all]) + "\n")
-        summary.append([m["test_id"], m["profile"], verdict])
+        base = make_baseline(_measurement(args.old, old[key]), min_tolerance=_min_tolerance(m["profile"]))
+        j = judge(replace(_measurement(args.new, m), judgement=None), base)
+        failed |= j.fails
+        print(f"{m['test_id']} on {m['profile']}: {j.verdict.value}")
+        print(comparison_table([r.as_dict() for r in j.rows if r.verdict != "info" or args.all]))
+        print("\n".join(j.notes) + "\n")
+        summary.append([m["test_id"], m["profile"], j.verdict.value])
     seen = {(m["profile"], m["test_id"]) for m in new}
     summary += [[t, p, "only in old"] for (p, t) in old if (p, t) not in seen]
     print(tabulate(summary, headers=["test", "gpu", "verdict"], disable_numparse=True))
@@ -317,7 +350,8 @@ def _roofline(args: argparse.Namespace) -> int:
 
 def _calc(args: argparse.Namespace) -> int:
     """Monthly cost of a traffic self-hosted at a measured capacity, against every API model."""
-    from perfsuite.calculator import SLOTarget, Traffic, calculate, capacity_from_results, load_catalogs
+    from perfsuite.calculator import Traffic, calculate, capacity_from_results, load_catalogs
+    from perfsuite.slo import SLO
 
     catalogs = load_catalogs(args.prices)
     traffic = Traffic.of(args.requests_per_month, args.peak_rps, args.input_tokens, args.output_tokens)
@@ -329,7 +363,7 @@ def _calc(args: argparse.Namespace) -> int:
             raise UsageError("--results needs --framework (the framework whose capacity to use)")
         slo = None
         if args.slo_ttft_ms or args.slo_tpot_ms:
-            slo = SLOTarget(args.slo_ttft_ms or 1000.0, args.slo_tpot_ms or 100.0, args.slo_percentile)
+            slo = SLO(args.slo_ttft_ms or 1000.0, args.slo_tpot_ms or 100.0, args.slo_percentile)
         cap = capacity_from_results(read_results(args.results), args.framework, args.measured_on, slo)
         throughput, measured_on = cap["throughput_rps"], cap["profile"]
         notes.append(f"capacity: {throughput:.4g} req/s per replica, {cap['basis']}, from {cap['test_id']}")

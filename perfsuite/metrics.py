@@ -16,16 +16,11 @@ from dataclasses import dataclass
 import numpy as np
 
 from perfsuite.loadgen import RequestRecord
+from perfsuite.slo import SLO
 
-__all__ = ["SLO", "MetricSpec", "METRICS", "summarize", "percentiles"]
+__all__ = ["MetricSpec", "METRICS", "summarize", "percentiles"]
 
 PCTS = (50, 90, 99)
-
-
-@dataclass(frozen=True)
-class SLO:
-    ttft_ms: float = 1000.0
-    tpot_ms: float = 100.0
 
 
 @dataclass(frozen=True)

@@ -1,38 +1,24 @@
-"""The pytest plugin: options, fixtures and the report hook. All logic lives in the library; this
-module only translates pytest's world into calls to it."""
+"""The pytest plugin: options, fixtures and hooks. All logic lives in the library (perfsuite.recorder,
+perfsuite.session); this module only translates pytest's world into calls to it."""
 
 from __future__ import annotations
 
-import math
+import functools
 import os
-from dataclasses import asdict
 from pathlib import Path
 
 import pytest
 
 from perfsuite.baseline import load_baseline
-from perfsuite.calculator import SLOTarget, load_catalogs, meets_slo, sustainable_point
-from perfsuite.cost import add_costs
-from perfsuite.errors import PerfsuiteError, UsageError
+from perfsuite.calculator import load_catalogs
+from perfsuite.errors import PerfsuiteError, Unavailable, UsageError
 from perfsuite.frameworks import EngineSettings, RunningServer
 from perfsuite.hardware import check_profile, resolve_profile
-from perfsuite.loadgen import Load
-from perfsuite.metrics import SLO
-from perfsuite.report import claims_table, comparison_table, matrix_table, verdict_table
-from perfsuite.runner import measure, provenance
+from perfsuite.recorder import Recorder
+from perfsuite.report import claims_table, matrix_table, verdict_table
 from perfsuite.session import PerfOptions, PerfSession
-from perfsuite.workloads import Workload, get_workload
 
 SESSION = pytest.StashKey[PerfSession]()
-# What each point of a load sweep keeps (the report plots them; calculator.meets_slo reads them).
-SWEEP_KEYS = (
-    "request_throughput",
-    "output_throughput",
-    "goodput",
-    "error_rate",
-    *(f"{m}_p{p}_ms" for m in ("ttft", "tpot", "e2e") for p in (50, 90, 99)),
-)
-
 # (option, ini name, help, kind). Every option can also be set in the ini file / pyproject.
 _OPTIONS = [
     ("--gpu", "perf_gpu", "hardware profile from the catalog: cpu (default), a100, a100-40gb, h100, ...", "string"),
@@ -114,12 +100,39 @@ def _budget(config: pytest.Config) -> float | None:
     return value
 
 
+def _baseline_dir(config: pytest.Config) -> Path:
+    """The baselines folder; one named by --perf-baseline-dir (or the ini key) must be a folder that exists,
+    unless this run writes the baselines. The default `baselines/` may be absent (no baselines yet)."""
+    named = _get(config, "perf_baseline_dir")
+    path = Path(config.rootpath, named or "baselines")
+    if path.exists() and not path.is_dir():
+        raise pytest.UsageError(f"--perf-baseline-dir={named or 'baselines'}: {path} is a file; name a folder")
+    if named and not path.exists() and not _get(config, "perf_update_baselines", False):
+        raise pytest.UsageError(
+            f"--perf-baseline-dir={named}: no such folder ({path}); create it, fix the path, "
+            "or add --perf-update-baselines to write the first baselines there"
+        )
+    return path
+
+
+def _refuse_xdist(config: pytest.Config) -> None:
+    """pytest-xdist would run perf tests side by side: their servers would share the cores, and each
+    worker would overwrite the results file."""
+    workers = config.getoption("numprocesses", None) if config.pluginmanager.hasplugin("xdist") else None
+    if workers not in (None, 0, "0") or hasattr(config, "workerinput"):
+        raise pytest.UsageError(
+            f"-n {workers}: perfsuite measures one server at a time on the whole machine, and pytest-xdist would "
+            "run perf tests side by side (sharing the cores, each worker overwriting the results file); run "
+            "without -n, or run the other tests with -p no:perfsuite"
+        )
+
+
 def options_from_config(config: pytest.Config) -> PerfOptions:
     frameworks = _get(config, "perf_frameworks")
     results = _get(config, "perf_results")
     return PerfOptions(
         gpu=_get(config, "perf_gpu", "cpu"),
-        baseline_dir=Path(config.rootpath, _get(config, "perf_baseline_dir", "baselines")),
+        baseline_dir=_baseline_dir(config),
         update_baselines=bool(_get(config, "perf_update_baselines", False)),
         results=Path(results) if results else None,
         model=_get(config, "perf_model"),
@@ -141,6 +154,7 @@ def pytest_configure(config: pytest.Config) -> None:
         "engine(**settings): engine settings for the `serving` fixture's server "
         "(max_model_len, max_num_seqs, enable_prefix_caching, ...)",
     )
+    _refuse_xdist(config)
     try:
         options = options_from_config(config)
         profile = resolve_profile(options.gpu)
@@ -150,12 +164,6 @@ def pytest_configure(config: pytest.Config) -> None:
         config.stash[SESSION] = PerfSession(options, profile)
     except UsageError as exc:
         raise pytest.UsageError(str(exc)) from None
-
-
-def pytest_unconfigure(config: pytest.Config) -> None:
-    session = config.stash.get(SESSION, None)
-    if session is not None:
-        session.close()
 
 
 def pytest_report_header(config: pytest.Config) -> list[str]:
@@ -225,9 +233,10 @@ def perf_model(perf_session: PerfSession) -> str:
 
 @pytest.fixture(scope="session")
 def perf_servers(perf_session: PerfSession):
-    """The session's server pool: one server at a time, reused across tests with the same settings."""
-    yield perf_session.pool
-    perf_session.pool.close()
+    """The session's server pool: one server at a time, reused across tests with the same settings. This
+    fixture is the pool's one owner: it closes it, stopping the last server, also on failure or interrupt."""
+    with perf_session.open_pool() as pool:
+        yield pool
 
 
 @pytest.fixture
@@ -248,251 +257,58 @@ def serving(request: pytest.FixtureRequest, perf_session: PerfSession, perf_serv
 def _engine_settings(node: pytest.Item) -> EngineSettings:
     """The settings of the test's `engine` marker (the defaults without one)."""
     marker = node.get_closest_marker("engine")
-    return EngineSettings.from_kwargs(**marker.kwargs) if marker else EngineSettings()
+    try:
+        return EngineSettings.from_kwargs(**marker.kwargs) if marker else EngineSettings()
+    except UsageError as exc:
+        pytest.fail(f"@pytest.mark.engine: {exc}", pytrace=False)
 
 
-class PerfRecorder:
-    """What a perf test calls: measure a server under a workload and load, judged against its baseline."""
+class PerfFixture:
+    """The `perf` fixture: perfsuite.recorder.Recorder's methods, with perfsuite's errors turned into
+    pytest outcomes here and only here (Unavailable skips; any other PerfsuiteError fails the test)."""
 
-    def __init__(self, node: pytest.Item, session: PerfSession) -> None:
-        self.node = node
-        self.session = session
+    def __init__(self, recorder: Recorder) -> None:
+        self._recorder = recorder
 
-    @property
-    def profile(self) -> str:
-        """The hardware profile's name, for tests whose thresholds depend on it."""
-        return self.session.profile.name
+    def __getattr__(self, name: str):
+        attr = getattr(self._recorder, name)
+        if not callable(attr):
+            return attr
 
-    def measure(
-        self,
-        server: RunningServer,
-        workload: str | Workload = "chat",
-        load: Load | None = None,
-        *,
-        thresholds: dict[str, str] | None = None,
-        slo: SLO | None = None,
-        repetitions: int | None = None,
-        max_error_rate: float = 0.0,
-        variant: str | None = None,
-    ) -> dict:
-        """Measure `server`; `variant` names one of several measurements in one test (its own baseline)."""
-        s = self.session
-        wl = get_workload(workload) if isinstance(workload, str) else workload
-        load = load or Load.closed(8, requests=48)
-        m = self._run(server, wl, load, slo or SLO(), repetitions or s.options.repetitions)
-        self._describe(m, server.framework, server.version, server.settings, variant)
-        m["server_notes"] = list(server.notes)
-        if m["metrics"]["error_rate"] > max_error_rate:
-            m["verdict"], m["failed"] = "errors", True
-            s.measurements.append(m)
-            pytest.fail(
-                f"{m['error_count']} request(s) failed (error rate {m['metrics']['error_rate']:.1%} > "
-                f"{max_error_rate:.1%}); first: {m['errors'][:3]}",
-                pytrace=False,
-            )
-        return self._judge(m, thresholds)
+        @functools.wraps(attr)
+        def call(*args, **kwargs):
+            try:
+                return attr(*args, **kwargs)
+            except Unavailable as exc:
+                pytest.skip(str(exc))
+            except PerfsuiteError as exc:
+                pytest.fail(str(exc), pytrace=False)
 
-    def _run(
-        self, server: RunningServer, wl: Workload, load: Load, slo: SLO, repetitions: int, adaptive: bool = True
-    ) -> dict:
-        """perfsuite.runner.measure against `server`; a measurement error fails the test, naming the framework.
-        `adaptive`: --perf-budget-s may add repetitions (not for a sweep's single run per rate)."""
-        s = self.session
-        try:
-            return measure(
-                server.endpoint,
-                server.protocol(wl.api),
-                wl,
-                load,
-                s.prompts(),
-                s.profile,
-                repetitions=repetitions,
-                slo=slo,
-                gpus=server.settings.tensor_parallel_size,
-                procs=server.process.tree,
-                metrics_url=server.metrics_url,
-                metric_names=server.metric_names,
-                check_alive=server.process.check_alive,
-                client_cpus=server.client_cpus,
-                budget_s=s.options.budget_s if adaptive else None,
-            )
-        except PerfsuiteError as exc:
-            pytest.fail(f"{server.framework}: {exc}", pytrace=False)
-
-    def sweep(
-        self,
-        server: RunningServer,
-        workload: str | Workload = "chat",
-        rates: tuple[float, ...] = (4, 8, 16, 32),
-        *,
-        requests: int = 24,
-        seconds: float = 3.0,
-        warmup_requests: int = 4,
-        slo: SLOTarget | None = None,
-        thresholds: dict[str, str] | None = None,
-    ) -> dict:
-        """Poisson arrivals at each rate in turn, lowest first, one run each of `seconds` of arrivals (at
-        least `requests` requests): the throughput-latency curve. A fixed handful of requests would not
-        do: a short burst above capacity drains before a queue shows. It stops after the first rate that
-        misses `slo` (past the knee every rate only queues longer). The measurement kept, and judged
-        against the baseline, is the one at the highest rate that met the SLO: that rate, not the peak,
-        is what capacity and cost rest on. Every point is in m["sweep"]["points"] for the report."""
-        wl = get_workload(workload) if isinstance(workload, str) else workload
-        slo = slo or SLOTarget()
-        points, runs = [], {}
-        for i, rate in enumerate(sorted(rates)):
-            count = max(requests, math.ceil(rate * seconds))
-            load = Load.poisson(rate, requests=count, warmup_requests=warmup_requests, seed=i)
-            run = self._run(server, wl, load, SLO(slo.ttft_ms, slo.tpot_ms), 1, adaptive=False)
-            points.append({"rate": rate, **{k: round(run["metrics"][k], 4) for k in SWEEP_KEYS}})
-            runs[rate] = run
-            if not meets_slo(points[-1], slo):
-                break
-        best = sustainable_point(points, slo)
-        # No rate met the SLO: a finding about the framework (capacity below the lowest rate), not a broken
-        # measurement. The lowest rate's run is kept; the sweep says there is no capacity to cost.
-        m = runs[(best or points[0])["rate"]]
-        m["load"] = {
-            "arrival": "poisson-sweep",
-            "rates": sorted(rates),
-            "requests": requests,
-            "seconds": seconds,
-            "warmup_requests": warmup_requests,
-        }
-        m["sweep"] = {
-            "slo": asdict(slo),
-            "points": points,
-            "rate": best and best["rate"],
-            "throughput_rps": best and best["request_throughput"],
-            "knee_found": best is not points[-1],  # False: every rate met the SLO, capacity is at least this
-        }
-        self._describe(m, server.framework, server.version, server.settings)
-        # Measured on this machine: the sustainable rate moves a whole step (64 <-> 96 req/s for vLLM) from
-        # run to run, a 30% swing no tolerance can gate. Thresholds still apply; the report draws it.
-        m["ungated"] = "a sweep's sustainable rate moves a whole rate step between runs"
-        p = slo.percentile
-        if best is None:
-            m["notes"].append(
-                f"no swept rate met the SLO (TTFT p{p} <= {slo.ttft_ms:g} ms, TPOT p{p} <= {slo.tpot_ms:g} ms): "
-                f"capacity is below {points[0]['rate']:g} req/s"
-            )
-        elif best is points[-1]:
-            m["notes"].append(f"the SLO held at every swept rate: capacity is at least {best['rate']:g} req/s offered")
-        m["server_notes"] = list(server.notes)
-        return self._judge(m, thresholds)
-
-    def measure_offline(
-        self,
-        framework: str = "vllm",
-        workload: str = "throughput",
-        requests: int = 64,
-        *,
-        thresholds: dict[str, str] | None = None,
-    ) -> dict:
-        """Offline (in-process) throughput of `framework`, e.g. vllm.LLM.generate over a batch of prompts."""
-        s = self.session
-        plugin = s.frameworks.get(framework)
-        if plugin is None or not hasattr(plugin, "offline"):
-            pytest.skip(f"{framework}: no offline mode")
-        reason = s.why_unavailable(framework)
-        if reason:
-            pytest.skip(f"{framework}: {reason}")
-        s.pool.close()  # the cores are the offline engine's now
-        wl = get_workload(workload)
-        specs = s.prompts().requests(wl, requests, seed=0)
-        out_tokens = wl.output_tokens[1]
-        settings = _engine_settings(self.node)
-        metrics = plugin.offline(s.model, settings, s.profile, [x.prompt for x in specs], out_tokens)
-        price = s.profile.price_per_hour * settings.tensor_parallel_size
-        add_costs(metrics, price)
-        metrics.setdefault("error_rate", 0.0)
-        m = {
-            "profile": s.profile.name,
-            "device_kind": s.profile.kind,
-            "workload": wl.to_dict(),
-            "load": {"arrival": "offline", "requests": requests, "output_tokens": out_tokens},
-            "price_per_hour": price,
-            "price_source": f"{s.profile.price_source} ({s.profile.price_date})",
-            "metrics": metrics,
-            "repetitions": [metrics],
-        }
-        self._describe(m, f"{framework}-offline", plugin.version(), settings)
-        return self._judge(m, thresholds)
-
-    def _describe(
-        self, m: dict, framework: str, version: str, settings: EngineSettings, variant: str | None = None
-    ) -> None:
-        """Add what the measurement `m` is of (test, framework, model, engine) and its provenance."""
-        model = self.session.model_label
-        m.update(
-            test_id=self.node.nodeid + (f"@{variant}" if variant else ""),
-            framework=framework,
-            framework_version=version,
-            model=model,
-            engine=settings.to_dict(),
-            notes=[],
-        )
-        m["provenance"] = provenance(
-            framework=framework,
-            framework_version=version,
-            model=model,
-            workload=m["workload"],
-            load=m["load"],
-            engine=m["engine"],
-            price_per_hour=m["price_per_hour"],
-            price_source=m["price_source"],
-        )
-
-    def claim(self, claim: str, statement: str, verdict: str, evidence: str) -> None:
-        """Record what a claim from the literature came to here: held, not held, or not measurable here."""
-        self.session.claims.append(
-            {
-                "test_id": self.node.nodeid,
-                "claim": claim,
-                "statement": statement,
-                "verdict": verdict,
-                "evidence": evidence,
-                "profile": self.session.profile.name,
-            }
-        )
-
-    def _judge(self, m: dict, thresholds: dict[str, str] | None) -> dict:
-        s = self.session
-        try:
-            verdict, rows = s.record(m, thresholds)
-        except PerfsuiteError as exc:
-            pytest.fail(str(exc), pytrace=False)
-        if m["failed"]:
-            table = comparison_table([r.as_dict() for r in rows])
-            pytest.fail(
-                f"perf {verdict}: {self.node.nodeid} on {s.profile.name} vs "
-                f"{s.baseline_file(self.node.nodeid)}\n{table}",
-                pytrace=False,
-            )
-        return m
+        return call
 
 
 @pytest.fixture
-def perf(request: pytest.FixtureRequest, perf_session: PerfSession) -> PerfRecorder:
+def perf(request: pytest.FixtureRequest, perf_session: PerfSession, perf_servers) -> PerfFixture:
     """Measure a server and gate the result against the stored baseline: `perf.measure(serving, "chat")`."""
-    return PerfRecorder(request.node, perf_session)
+    return PerfFixture(Recorder(perf_session, request.node.nodeid, _engine_settings(request.node)))
 
 
 def pytest_sessionfinish(session: pytest.Session) -> None:
     s = session.config.stash.get(SESSION, None)
-    if s is not None:
-        s.pool.close()
-        s.write_results()
-        if s.options.report_dir:
-            from perfsuite.report_html import write_reports
+    if s is None:
+        return
+    s.write_results()
+    if s.options.report_dir:
+        from perfsuite.report_html import write_reports
 
-            s.report_paths = write_reports(
-                s.results(), s.options.report_dir, prices=s.options.prices, baseline_dir=s.options.baseline_dir
-            )
-            summary = os.environ.get("GITHUB_STEP_SUMMARY")  # set by GitHub Actions: the job's summary page
-            if summary:
-                with open(summary, "a") as f:
-                    f.write(s.report_paths[0].read_text())
+        s.report_paths = write_reports(
+            s.results(), s.options.report_dir, prices=s.options.prices, baseline_dir=s.options.baseline_dir
+        )
+        summary = os.environ.get("GITHUB_STEP_SUMMARY")  # set by GitHub Actions: the job's summary page
+        if summary:
+            with open(summary, "a") as f:
+                f.write(s.report_paths[0].read_text())
+    s.kept_logs = s.finish(tests_failed=bool(session.testsfailed))
 
 
 def pytest_terminal_summary(terminalreporter, config: pytest.Config) -> None:
@@ -505,20 +321,28 @@ def pytest_terminal_summary(terminalreporter, config: pytest.Config) -> None:
         tr.write_line(claims_table(s.claims))
     if not s.measurements:
         return
+    results = s.results()
     tr.write_sep("=", f"perfsuite: verdicts on {s.profile.name}")
-    tr.write_line(verdict_table(s.measurements))
+    tr.write_line(verdict_table(results["measurements"]))
     tr.write_sep("=", "perfsuite: selection matrix")
-    tr.write_line(matrix_table(s.results()["matrix"]))
+    tr.write_line(matrix_table(results["matrix"]))
     tr.write_line(
         f"price: ${s.profile.price_per_hour}/h per device ({s.profile.price_source}, {s.profile.price_date}); "
         f"model: {s.model_label}"
     )
-    for note in dict.fromkeys(n for m in s.measurements for n in m.get("server_notes", [])):
+    for note in dict.fromkeys(n for m in s.measurements for n in m.server_notes):
         tr.write_line(f"note: {note}")
+    if missing := s.without_baseline:
+        tr.write_line(
+            f"no baseline: {len(missing)} measurement(s) had none to be compared with "
+            "(--perf-update-baselines writes them; --perf-strict fails them)"
+        )
     if s.written:
         tr.write_line(f"baselines written: {len(s.written)} under {s.options.baseline_dir / s.profile.name}")
     if s.options.results:
         tr.write_line(f"results: {s.options.results}")
     for path in getattr(s, "report_paths", ()):
         tr.write_line(f"report: {path}")
-    tr.write_line(f"server logs: {s.log_dir}")
+    if getattr(s, "kept_logs", None):
+        why = "" if s.keep_logs else " (kept because a test failed)"
+        tr.write_line(f"server logs: {s.kept_logs}{why}")

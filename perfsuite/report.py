@@ -6,7 +6,10 @@ import math
 
 from tabulate import tabulate
 
+from perfsuite.verdict import MEASUREMENT_ERRORS
+
 __all__ = [
+    "trustworthy",
     "selection_matrix",
     "matrix_table",
     "verdict_table",
@@ -34,9 +37,17 @@ def _best(ms: list[dict], workload: str) -> dict | None:
     return max(chosen, key=lambda m: m["metrics"].get("request_throughput", 0)) if chosen else None
 
 
+def trustworthy(m: dict) -> bool:
+    """False for a measurement error (failed requests, above the physical bound, a saturated client):
+    its numbers reach no matrix, report figure or calculator."""
+    return m.get("verdict") not in {v.value for v in MEASUREMENT_ERRORS}
+
+
 def selection_matrix(measurements: list[dict], unmeasured: dict[str, str] | None = None) -> list[dict]:
     """One row per (framework, hardware profile) measured, and the uses it is best at among them;
-    then one row per framework in `unmeasured` ({name: why it was not measured here})."""
+    then one row per framework in `unmeasured` ({name: why it was not measured here}). Measurement
+    errors are left out."""
+    measurements = [m for m in measurements if trustworthy(m)]
     groups: dict[tuple[str, str], list[dict]] = {}
     for m in measurements:
         if m.get("metrics", {}).get("requests_ok"):

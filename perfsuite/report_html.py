@@ -18,8 +18,9 @@ from importlib import resources
 from pathlib import Path
 
 from perfsuite.baseline import history_dir
-from perfsuite.calculator import Catalogs, SLOTarget, load_catalogs, sustainable_point
-from perfsuite.report import markdown_report, selection_matrix
+from perfsuite.calculator import Catalogs, load_catalogs
+from perfsuite.slo import SLO, sustainable_point
+from perfsuite.report import markdown_report, selection_matrix, trustworthy
 
 __all__ = ["report_data", "render_html", "write_reports"]
 
@@ -67,7 +68,8 @@ def report_data(results: dict, catalogs: Catalogs | None = None, baseline_dir: s
     ms = results.get("measurements", [])
     measurements = []
     for m in ms:
-        x = m.get("metrics", {})
+        # A measurement error's numbers are not drawn: its verdict is listed, nothing else.
+        x = m.get("metrics", {}) if trustworthy(m) else {}
         measurements.append(
             {
                 "test_id": m["test_id"],
@@ -89,8 +91,8 @@ def report_data(results: dict, catalogs: Catalogs | None = None, baseline_dir: s
                         "cost_per_1m_requests",
                     )
                 },
-                "distributions": m.get("distributions", {}),
-                "memory_series": m.get("memory_series", []),
+                "distributions": m.get("distributions", {}) if trustworthy(m) else {},
+                "memory_series": m.get("memory_series", []) if trustworthy(m) else [],
             }
         )
     sweeps = [
@@ -104,7 +106,7 @@ def report_data(results: dict, catalogs: Catalogs | None = None, baseline_dir: s
             "rate": m["sweep"].get("rate"),
         }
         for m in ms
-        if m.get("sweep", {}).get("points")
+        if (m.get("sweep") or {}).get("points") and trustworthy(m)
     ]
     # Recomputed: a results file's own matrix may predate this version.
     matrix = selection_matrix(ms, results.get("unmeasured"))
@@ -149,7 +151,7 @@ def render_html(data: dict, title: str = "perfsuite report") -> str:
 def _capacity_rows(data: dict) -> list[dict]:
     rows = []
     for s in data["sweeps"]:
-        point = sustainable_point(s["points"], SLOTarget(**s["slo"]))
+        point = sustainable_point(s["points"], SLO(**s["slo"]))
         rows.append({**s, "point": point})
     return rows
 

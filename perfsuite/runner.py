@@ -1,5 +1,5 @@
-"""One measurement: R repetitions of a workload under a load against a running server, with
-telemetry, cost and provenance. The pytest plugin and the `perfsuite load` command both use it."""
+"""R repetitions of a workload under a load against a target (a running server), with telemetry and
+cost; and the provenance of a number. perfsuite.recorder and the `perfsuite load` command both use it."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ import statistics
 import subprocess
 import time
 from collections.abc import Callable
-from dataclasses import asdict
+from dataclasses import dataclass, field
 from importlib.metadata import PackageNotFoundError, version
 
 import numpy as np
@@ -24,12 +24,14 @@ from perfsuite.cost import add_costs
 from perfsuite.decision import median_interval
 from perfsuite.errors import MeasurementError
 from perfsuite.hardware import HardwareProfile
-from perfsuite.loadgen import Endpoint, Load, run_load
-from perfsuite.metrics import SLO, summarize
+from perfsuite.loadgen import Endpoint, Load, client_saturation, run_load
+from perfsuite.metrics import summarize
+from perfsuite.protocols import StreamProtocol
+from perfsuite.slo import SLO
 from perfsuite.telemetry import MetricNames, Telemetry
 from perfsuite.workloads import PromptBuilder, Workload
 
-__all__ = ["measure", "provenance", "histogram", "distributions"]
+__all__ = ["Target", "TelemetrySources", "Run", "run", "provenance", "histogram", "distributions"]
 
 
 def _git_commit() -> str:
@@ -142,81 +144,126 @@ def _pinned(cpus: set[int] | None):
         os.sched_setaffinity(0, before)
 
 
-def measure(
-    endpoint: Endpoint,
-    protocol,
+@dataclass(frozen=True)
+class TelemetrySources:
+    """Where a server's telemetry comes from: its processes (memory on the CPU) and its /metrics."""
+
+    procs: Callable[[], list[psutil.Process]] = list
+    metrics_url: str | None = None
+    metric_names: MetricNames = MetricNames()
+    enabled: bool = True
+
+
+@dataclass(frozen=True)
+class Target:
+    """What the runner measures: where requests go, how they are spoken, and what is watched meanwhile."""
+
+    endpoint: Endpoint
+    protocol: StreamProtocol
+    telemetry: TelemetrySources = TelemetrySources()
+    check_alive: Callable[[str], None] | None = None  # raises ServerError when the server has died
+    client_cpus: frozenset[int] | None = None  # cores the load generator runs on, where it matters
+    headers: dict[str, str] | None = field(default=None, repr=False)  # e.g. a bearer token: sent, never recorded
+
+
+@dataclass(frozen=True)
+class Run:
+    """The numbers of R repetitions of one load: medians (error counts summed), each repetition, and
+    what the load generator and the telemetry saw."""
+
+    metrics: dict[str, float]
+    repetitions: tuple[dict[str, float], ...]
+    stopping: dict
+    client: tuple[dict, ...]
+    memory_series: tuple[list[dict[str, float]], ...]
+    distributions: dict
+    errors: tuple[str, ...]
+    error_count: int
+    client_saturation: str | None  # why the load generator was the bottleneck (no more repetitions ran)
+
+
+# Counts add up over repetitions; a failed repetition must never hide behind the others' median.
+SUMMED = ("requests", "requests_ok")
+
+
+def _combine(reps: list[dict[str, float]]) -> dict[str, float]:
+    """One figure per metric: the median over repetitions, except counts (summed) and the error rate
+    (failed / sent over every repetition)."""
+    metrics = {k: _median([r.get(k) for r in reps]) for k in reps[0]}
+    for key in SUMMED:
+        metrics[key] = float(sum(r.get(key, 0.0) for r in reps))
+    sent = metrics["requests"]
+    metrics["error_rate"] = (sent - metrics["requests_ok"]) / sent if sent else float("nan")
+    return metrics
+
+
+def run(
+    target: Target,
     workload: Workload,
     load: Load,
     prompts: PromptBuilder,
     profile: HardwareProfile,
     *,
+    devices: int = 1,
     repetitions: int = 3,
     slo: SLO = SLO(),
-    gpus: int = 1,
-    procs: Callable[[], list[psutil.Process]] = list,
-    metrics_url: str | None = None,
-    metric_names: MetricNames = MetricNames(),
-    check_alive: Callable[[str], None] | None = None,
-    telemetry: bool = True,
-    client_cpus: set[int] | None = None,
-    headers: dict[str, str] | None = None,
     budget_s: float | None = None,
-) -> dict:
-    """Run the load `repetitions` times; the metrics are the medians over repetitions.
+) -> Run:
+    """Run the load `repetitions` times against `target`.
 
-    Each repetition sends fresh prompts (seed + repetition) after its own warm-up, with telemetry
-    sampled throughout; the server's liveness is checked after each. With `budget_s`, `repetitions`
-    is the minimum: more run until KEY_METRIC's median is within +-PRECISION or the next repetition
-    would end after `budget_s` seconds (result["stopping"] says which).
+    Each repetition sends fresh prompts (seed + repetition) and fresh arrival times after its own
+    warm-up, with telemetry sampled throughout; the server's liveness is checked after each. With
+    `budget_s`, `repetitions` is the minimum: more run until KEY_METRIC's median is within +-PRECISION
+    or the next repetition would end after `budget_s` seconds. A repetition whose load generator could
+    not keep up ends the run (Run.client_saturation says why): its numbers measure the client.
     """
     if repetitions < 1:
         raise MeasurementError(f"repetitions={repetitions}: at least one is needed")
-    price = profile.price_per_hour * gpus
+    price = profile.price_per_hour * devices
     count = load.warmup_requests + (load.requests or 4096)  # duration mode cycles through these
-    reps, errors, series, ok_records = [], [], [], []
+    reps, clients, errors, series, ok_records = [], [], [], [], []
+    error_count, saturation = 0, None
     started, stop = time.monotonic(), None
-    with _pinned(client_cpus):
+    sources = target.telemetry
+    with _pinned(target.client_cpus):
         for i in itertools.count():
             if i >= repetitions and (stop := _stop_reason(reps, started, budget_s)):
                 break
             specs = prompts.requests(workload, count, seed=load.seed + i)
-            tel = (
-                Telemetry(procs=procs, metrics_url=metrics_url, names=metric_names, use_gpu=profile.kind == "gpu")
-                if telemetry
-                else None
-            )
-            if tel:
+            tel = None
+            if sources.enabled:
+                tel = Telemetry(sources.procs, sources.metrics_url, sources.metric_names, use_gpu=profile.kind == "gpu")
                 tel.start()
             try:
-                records, wall = asyncio.run(run_load(endpoint, protocol, specs, load, headers))
+                result = asyncio.run(run_load(target.endpoint, target.protocol, specs, load, target.headers, repetition=i))
             finally:
                 tsum = tel.stop() if tel else {}
-            if check_alive:
-                check_alive(f"repetition {i + 1} of {workload.name}")
-            m = summarize(records, wall, slo)
+            if target.check_alive:
+                target.check_alive(f"repetition {i + 1} of {workload.name}")
+            m = summarize(result.records, result.wall_s, slo)
             m.update({k: v for k, v in tsum.items() if isinstance(v, (int, float))})
             add_costs(m, price)
             reps.append(m)
-            errors += [r.error for r in records if r.error]
-            ok_records += [r for r in records if r.ok]
+            clients.append(result.client.to_dict())
+            failed = [r.error for r in result.records if r.error]
+            error_count += len(failed)
+            errors += failed
+            ok_records += [r for r in result.records if r.ok]
             if tel:
                 series.append(
                     [{"t": round(s["t"], 2), "mem_used_gb": round(s["mem_used"] / 1e9, 4)} for s in tel.samples]
                 )
-    metrics = {k: _median([r.get(k) for r in reps]) for k in reps[0]}
-    return {
-        "profile": profile.name,
-        "device_kind": profile.kind,
-        "workload": workload.to_dict(),
-        "load": load.to_dict(),
-        "slo": asdict(slo),
-        "price_per_hour": price,
-        "price_source": f"{profile.price_source} ({profile.price_date})",
-        "metrics": metrics,
-        "repetitions": reps,
-        "stopping": {"reason": stop, "repetitions": len(reps), "seconds": round(time.monotonic() - started, 1)},
-        "memory_series": series,
-        "distributions": distributions(ok_records),
-        "errors": errors[:20],
-        "error_count": len(errors),
-    }
+            if saturation := client_saturation(result.client, load):
+                stop = "client saturated"
+                break
+    return Run(
+        metrics=_combine(reps),
+        repetitions=tuple(reps),
+        stopping={"reason": stop, "repetitions": len(reps), "seconds": round(time.monotonic() - started, 1)},
+        client=tuple(clients),
+        memory_series=tuple(series),
+        distributions=distributions(ok_records),
+        errors=tuple(errors[:20]),
+        error_count=error_count,
+        client_saturation=saturation,
+    )

@@ -5,29 +5,26 @@ The pytest plugin creates one PerfSession per pytest session; everything here wo
 
 from __future__ import annotations
 
-import json
+import contextlib
 import os
+import shutil
 import tempfile
-from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
-from perfsuite.baseline import (
-    Row,
-    baseline_path,
-    check_thresholds,
-    compare,
-    load_baseline,
-    promote,
-    successor,
-)
-from perfsuite.errors import BaselineError, MeasurementError, ServerError, UsageError
+from perfsuite.baseline import baseline_path, load_baseline, promote, successor
+from perfsuite.errors import ServerError, UsageError
 from perfsuite.frameworks import EngineSettings, FrameworkPlugin, RunningServer, load_frameworks
 from perfsuite.hardware import HardwareProfile
+from perfsuite.jsonfile import write_atomic
+from perfsuite.judge import judge
+from perfsuite.measurement import Measurement
 from perfsuite.report import selection_matrix
 from perfsuite.roofline import Bound, Device, check_within_bound, measurement_bound
+from perfsuite.verdict import Verdict
 
-__all__ = ["PerfOptions", "PerfSession", "ServerPool", "resolve_model", "judge"]
+__all__ = ["PerfOptions", "PerfSession", "ServerPool", "resolve_model"]
 
 
 @dataclass
@@ -65,17 +62,24 @@ def resolve_model(model: str | None, cache_dir: str | None = None) -> str:
 
 
 class ServerPool:
-    """At most one server running at a time (the machine's cores and memory are shared), reused by
-    every test that asks for the same framework, model and settings; all stopped at close()."""
+    """At most one server running at a time (the machine's cores and memory are shared), reused by every
+    test that asks for the same framework, model and settings. The session fixture opens it and is the
+    only one that closes it (`with pool:`); an offline run or the CPU probe borrows the machine."""
 
-    def __init__(self, profile: HardwareProfile, log_dir: Path, start_timeout_s: float) -> None:
+    def __init__(
+        self,
+        profile: HardwareProfile,
+        log_dir: Path,
+        start_timeout_s: float,
+        before_start: Callable[[], object] | None = None,
+    ) -> None:
         self.profile = profile
         self.log_dir = log_dir
         self.start_timeout_s = start_timeout_s
+        self.before_start = before_start  # run with no server up, before a start (the CPU probe)
         self.current: tuple | None = None
         self.server: RunningServer | None = None
         self.failed: dict[tuple, str] = {}
-        self.before_start: Callable[[], object] | None = None  # run with no server up (the CPU probe)
 
     def get(self, plugin: FrameworkPlugin, model: str, settings: EngineSettings) -> RunningServer:
         key = (plugin.name, model, settings)
@@ -85,7 +89,7 @@ class ServerPool:
             )
         if self.current == key and self.server is not None and self.server.process.alive():
             return self.server
-        self.close()
+        self._stop()
         if self.before_start is not None:
             self.before_start()
         try:
@@ -93,68 +97,35 @@ class ServerPool:
         except ServerError as exc:
             self.failed[key] = str(exc)
             raise
-        self.server.settings, self.server.version = settings, plugin.version()
         self.current = key
         return self.server
 
-    def close(self) -> None:
+    @contextlib.contextmanager
+    def borrow(self) -> Iterator[None]:
+        """The machine with no server running, for an offline engine or a probe; the next get() starts one."""
+        self._stop()
+        yield
+
+    def _stop(self) -> None:
         if self.server is not None:
             self.server.stop()
         self.server, self.current = None, None
 
+    def __enter__(self) -> ServerPool:
+        return self
 
-def judge(measurement: dict, baseline: dict | None, thresholds: dict[str, str], strict: bool) -> tuple[str, list[Row]]:
-    """The verdict of one measurement and the rows that explain it."""
-    rows = check_thresholds(thresholds, measurement["metrics"]) if thresholds else []
-    if baseline is None:
-        verdict = "no baseline"
-        failing = strict
-    else:
-        mismatch = _config_mismatch(baseline, measurement)
-        if mismatch:
-            measurement.setdefault("notes", []).append(f"baseline not comparable: {mismatch}")
-            verdict, failing = "stale baseline", strict
-        else:
-            rows = compare(baseline, measurement["metrics"], repetitions=measurement.get("repetitions")) + rows
-            failing = False
-            verdict = "pass"
-            if any(r.verdict == "improvement" for r in rows):
-                verdict = "improved"
-                measurement.setdefault("notes", []).append(
-                    "better beyond tolerance: `perfsuite approve <results file>` makes it the baseline"
-                )
-            if any(r.verdict == "inconclusive" for r in rows):  # reported, not failed
-                verdict = "inconclusive"
-                measurement.setdefault("notes", []).extend(
-                    f"{r.metric} inconclusive: {r.note}" for r in rows if r.verdict == "inconclusive"
-                )
-    if any(r.fails for r in rows):
-        failing, verdict = True, "regression" if any(r.verdict in ("regression", "missing") for r in rows) else "breach"
-    elif failing:
-        verdict = f"{verdict} (strict)"
-    measurement["verdict"] = verdict
-    measurement["failed"] = failing
-    measurement["comparison"] = [r.as_dict() for r in rows]
-    return verdict, rows
-
-
-def _config_mismatch(baseline: dict, measurement: dict) -> str:
-    """What makes a baseline measure something else: another model, workload or load."""
-    prov, now = baseline.get("provenance", {}), measurement.get("provenance", {})
-    diffs = [
-        f"{k} was {prov[k]!r}, now {now.get(k)!r}"
-        for k in ("model", "workload", "load")
-        if k in prov and prov[k] != now.get(k)
-    ]
-    return "; ".join(diffs)
+    def __exit__(self, *exc) -> None:
+        self._stop()
 
 
 @dataclass
 class PerfSession:
+    """One perf run: its options and profile, the frameworks, and every measurement and claim recorded."""
+
     options: PerfOptions
     profile: HardwareProfile
     frameworks: dict[str, FrameworkPlugin] = field(default_factory=dict)
-    measurements: list[dict] = field(default_factory=list)
+    measurements: list[Measurement] = field(default_factory=list)
     claims: list[dict] = field(default_factory=list)
     written: list[Path] = field(default_factory=list)
     unmeasured: dict[str, str] = field(default_factory=dict)  # framework -> why it could not run here
@@ -174,14 +145,19 @@ class PerfSession:
                 reason = self.why_unavailable(name)
                 if reason:
                     raise UsageError(f"--frameworks={name}: {reason}")
+        self.keep_logs = self.options.log_dir is not None
         log_dir = self.options.log_dir or Path(tempfile.mkdtemp(prefix="perfsuite-logs-"))
         log_dir.mkdir(parents=True, exist_ok=True)
         self.log_dir = log_dir
-        self.pool = ServerPool(self.profile, log_dir, self.options.start_timeout_s)
-        self.pool.before_start = self.roofline_device
+        self.pool: ServerPool | None = None  # open while the session fixture holds it
         self._device_note: str | None = None
         self._model: str | None = None
         self._prompts = {}
+
+    def open_pool(self) -> ServerPool:
+        """The server pool for this run; the caller closes it (`with session.open_pool() as pool:`)."""
+        self.pool = ServerPool(self.profile, self.log_dir, self.options.start_timeout_s, self.roofline_device)
+        return self.pool
 
     def why_unavailable(self, name: str) -> str | None:
         """Why framework `name` cannot run here (or None), asked once per session: the checks start a
@@ -219,31 +195,33 @@ class PerfSession:
     def baseline_file(self, test_id: str) -> Path:
         return baseline_path(self.options.baseline_dir, self.profile.name, test_id)
 
-    def record(self, measurement: dict, thresholds: dict[str, str] | None = None) -> tuple[str, list[Row]]:
-        """Judge a measurement against its baseline, keep it, and write the baseline if asked to."""
-        path = self.baseline_file(measurement["test_id"])
-        ungated = measurement.get("ungated")  # why this kind of measurement is reported, never gated
-        baseline = None if ungated else load_baseline(path)
-        self.check_bounds(measurement, baseline, path)
-        verdict, rows = judge(measurement, baseline, thresholds or {}, self.options.strict and not ungated)
-        self.measurements.append(measurement)
-        if ungated:
-            if not measurement["failed"]:
-                measurement["verdict"] = "reported, not gated"
-            measurement.setdefault("notes", []).append(f"not gated: {ungated}")
-        elif self.options.update_baselines:
-            if measurement["metrics"].get("error_rate", 0) > 0:
-                measurement.setdefault("notes", []).append("baseline not written: some requests failed")
+    @property
+    def without_baseline(self) -> list[Measurement]:
+        """The measurements that had no baseline to be compared with."""
+        return [m for m in self.measurements if m.verdict is Verdict.NO_BASELINE]
+
+    def record(self, m: Measurement, thresholds: dict[str, str] | None = None) -> Measurement:
+        """Judge a measurement against its baseline and thresholds, write the baseline if asked to, and
+        keep it: the one place a measurement joins the run's results."""
+        path = self.baseline_file(m.test_id)
+        baseline = None if m.ungated else load_baseline(path)
+        m, baseline_problem = self.check_bounds(m, baseline, path)
+        updating = self.options.update_baselines
+        strict = self.options.strict and not m.ungated
+        m = m.judged(judge(m, baseline, thresholds, strict=strict, updating=updating, baseline_problem=baseline_problem))
+        if updating and not m.ungated:
+            why_not = m.why_not_a_baseline() or (f"the test failed ({m.verdict.value})" if m.failed else None)
+            if why_not:
+                m = m.with_notes(f"baseline not written: {why_not}")
             else:
-                doc = successor(measurement, baseline, self.profile.min_tolerance)
-                self.written.append(promote(path, doc, baseline))
-                measurement["failed"] = False
-                measurement["verdict"] += " -> baseline written"
-        return measurement["verdict"], rows
+                self.written.append(promote(path, successor(m, baseline, self.profile.min_tolerance), baseline))
+                m = replace(m, baseline_written=str(path))
+        self.measurements.append(m)
+        return m
 
     def roofline_device(self, devices: int = 1) -> Device | None:
         """The device bounds are computed for: the catalog's figures for a GPU profile; on the cpu profile
-        this machine's peaks, probed once, with no server up (the pool calls this before starting one)."""
+        this machine's peaks, probed once, with no server up (it borrows the machine from the pool)."""
         if self.device is not None or self._device_note is not None:
             return self.device
         if self.profile.kind != "cpu":
@@ -252,12 +230,12 @@ class PerfSession:
             except ValueError as exc:
                 self._device_note = f"no roofline bound: {exc}"
                 return None
-        if self.pool.server is not None:
-            self.pool.close()  # its engine busy-polls a core: a probe now would read low
-        try:
-            self.device = Device.from_profile(self.profile)
-        except (ImportError, RuntimeError, OSError) as exc:
-            self._device_note = f"no roofline bound: the CPU probe failed ({exc})"
+        # A server's engine busy-polls a core: a probe beside it would read low.
+        with self.pool.borrow() if self.pool is not None else contextlib.nullcontext():
+            try:
+                self.device = Device.from_profile(self.profile)
+            except (ImportError, RuntimeError, OSError) as exc:
+                self._device_note = f"no roofline bound: the CPU probe failed ({exc})"
         return self.device
 
     def bound(self, workload: dict, load: dict, engine: dict, metrics: dict) -> Bound | str:
@@ -272,42 +250,41 @@ class PerfSession:
         except (ValueError, KeyError, TypeError) as exc:
             return f"no roofline bound: {exc}"
 
-    def check_bounds(self, measurement: dict, baseline: dict | None, path: Path) -> None:
-        """Store efficiency = measured req/s / bound in the measurement. Numbers above the bound are a
-        measurement error: MeasurementError for the measurement, BaselineError (naming `path`) for its
-        baseline; either way the measurement is kept, marked failed."""
-        m = measurement["metrics"]
-        bound = self.bound(measurement["workload"], measurement["load"], measurement.get("engine") or {}, m)
-        problem = None
+    def check_bounds(self, m: Measurement, baseline: dict | None, path: Path) -> tuple[Measurement, str | None]:
+        """`m` with its efficiency (measured req/s / bound) and bound, or with `above_bound` set when its
+        numbers beat the bound; and the problem, naming `path`, when the baseline's numbers do."""
+        metrics = dict(m.metrics)
+        bound = self.bound(m.workload, m.load, m.engine, metrics)
         if isinstance(bound, str):
-            measurement.setdefault("notes", []).append(bound)
-        else:
-            if m.get("request_throughput") is not None and bound.requests_per_s > 0:
-                m["efficiency"] = m["request_throughput"] / bound.requests_per_s
-            devices = (measurement.get("engine") or {}).get("tensor_parallel_size") or 1
-            measurement["roofline"] = {**asdict(bound), "device": self.roofline_device(devices).name}
-            problem = check_within_bound(m, bound)
-            if problem:
-                measurement["verdict"] = "above bound"
+            return m.with_notes(bound), None
+        if metrics.get("request_throughput") is not None and bound.requests_per_s > 0:
+            metrics["efficiency"] = metrics["request_throughput"] / bound.requests_per_s
+        devices = m.engine.get("tensor_parallel_size") or 1
+        m = replace(
+            m,
+            metrics=metrics,
+            roofline={**asdict(bound), "device": self.roofline_device(devices).name},
+            above_bound=check_within_bound(metrics, bound),
+        )
         prov = (baseline or {}).get("provenance", {})
-        if not problem and prov.get("model") == self.model_label and "workload" in prov and "load" in prov:
-            old = self.bound(prov["workload"], prov["load"], prov.get("engine") or {}, {})
-            if not isinstance(old, str):
-                problem = check_within_bound(baseline["metrics"], old, what=f"{path}: refused: the baseline's")
-                if problem:
-                    problem += " Fix the file, or delete it and rerun with --perf-update-baselines."
-                    measurement["verdict"] = "baseline refused"
+        if m.above_bound or prov.get("model") != self.model_label or "workload" not in prov or "load" not in prov:
+            return m, None
+        old = self.bound(prov["workload"], prov["load"], prov.get("engine") or {}, {})
+        if isinstance(old, str):
+            return m, None
+        problem = check_within_bound(baseline["metrics"], old, what=f"{path}: refused: the baseline's")
         if problem:
-            measurement["failed"] = True
-            self.measurements.append(measurement)
-            raise (BaselineError if measurement["verdict"] == "baseline refused" else MeasurementError)(problem)
+            problem += " Fix the file, or delete it and rerun with --perf-update-baselines."
+        return m, problem
 
     def results(self) -> dict:
+        """The results file's content: every measurement, the selection matrix, the claims."""
+        measurements = [m.to_dict() for m in self.measurements]
         return {
             "schema": 1,
             "profile": self.profile.name,
-            "measurements": self.measurements,
-            "matrix": selection_matrix(self.measurements, self.unmeasured),
+            "measurements": measurements,
+            "matrix": selection_matrix(measurements, self.unmeasured),
             "unmeasured": self.unmeasured,
             "claims": self.claims,
         }
@@ -315,12 +292,12 @@ class PerfSession:
     def write_results(self) -> Path | None:
         if not self.options.results:
             return None
-        path = Path(self.options.results)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.tmp")
-        tmp.write_text(json.dumps(self.results(), indent=2, default=str))
-        os.replace(tmp, path)
-        return path
+        return write_atomic(Path(self.options.results), self.results())
 
-    def close(self) -> None:
-        self.pool.close()
+    def finish(self, tests_failed: bool) -> Path | None:
+        """End the run's files: the server logs are kept when --perf-log-dir named their folder or a test
+        failed (returns where), else removed."""
+        if self.keep_logs or tests_failed:
+            return self.log_dir
+        shutil.rmtree(self.log_dir, ignore_errors=True)
+        return None

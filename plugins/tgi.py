@@ -147,11 +147,13 @@ class TGIPlugin:
         proc.start()
         notes.append(f"tgi: {shlex.join(engine.argv)}, image {self.image()}")
         return RunningServer(
-            self.name,
-            Endpoint(base, Path(model).name or model),
-            proc,
-            base + "/metrics",
-            METRIC_NAMES,
-            notes,
+            framework=self.name,
+            version=self.version(),
+            settings=settings,
+            endpoint=Endpoint(base, Path(model).name or model),
+            process=proc,
+            metrics_url=base + "/metrics",
+            metric_names=METRIC_NAMES,
+            notes=notes,
             make_protocol=lambda api: TGIChatProtocol("chat") if api == "chat" else TGIProtocol(api),
         )

@@ -137,17 +137,22 @@ class VLLMPlugin:
             stop_timeout_s=30,
         )
         proc.start()
-        server = RunningServer(
-            self.name, Endpoint(base, Path(model).name or model), proc, base + "/metrics", METRIC_NAMES, notes
+        client_cpus = place_cpu_processes(proc.tree()) if profile.kind == "cpu" else None
+        if client_cpus:
+            notes.append(
+                f"CPU placement: engine on the cores vLLM bound, API server and load generator on {sorted(client_cpus)}"
+            )
+        return RunningServer(
+            framework=self.name,
+            version=self.version(),
+            settings=settings,
+            endpoint=Endpoint(base, Path(model).name or model),
+            process=proc,
+            metrics_url=base + "/metrics",
+            metric_names=METRIC_NAMES,
+            notes=notes,
+            client_cpus=client_cpus,
         )
-        if profile.kind == "cpu":
-            server.client_cpus = place_cpu_processes(proc.tree())
-            if server.client_cpus:
-                notes.append(
-                    f"CPU placement: engine on the cores vLLM bound, API server and load generator on "
-                    f"{sorted(server.client_cpus)}"
-                )
-        return server
 
     def offline(
         self, model: str, settings: EngineSettings, profile: HardwareProfile, prompts: list[str], output_tokens: int
@@ -206,12 +211,17 @@ class VLLMContainerPlugin(VLLMPlugin):
         )
         proc.start()
         notes.append(f"vllm-container: {shlex.join(engine.argv)}, image {image}")
-        server = RunningServer(
-            self.name, Endpoint(base, Path(model).name or model), proc, base + "/metrics", METRIC_NAMES, notes
+        return RunningServer(
+            framework=self.name,
+            version=self.version(),
+            settings=settings,
+            endpoint=Endpoint(base, Path(model).name or model),
+            process=proc,
+            metrics_url=base + "/metrics",
+            metric_names=METRIC_NAMES,
+            notes=notes,
+            client_cpus=place_cpu_processes(proc.tree()) if profile.kind == "cpu" else None,
         )
-        if profile.kind == "cpu":
-            server.client_cpus = place_cpu_processes(proc.tree())
-        return server
 
 
 def _set_affinity(p: psutil.Process, cpus: set[int]) -> None:

@@ -13,7 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from perfsuite.calculator import SLOTarget, Traffic, calculate, capacity_from_results, load_catalogs
+from perfsuite.calculator import Traffic, calculate, capacity_from_results, load_catalogs
+from perfsuite.slo import SLO
 from perfsuite.errors import UsageError
 from perfsuite.report_html import write_reports
 
@@ -114,7 +115,7 @@ def inputs(pg) -> dict:
 def expected(pg, results, hw, api, throughput=None):
     """What perfsuite.calculator gives for the page's current inputs."""
     sel, catalogs = inputs(pg), load_catalogs()
-    slo = SLOTarget(float(sel["ttft"]), float(sel["tpot"]), int(sel["pct"]))
+    slo = SLO(float(sel["ttft"]), float(sel["tpot"]), int(sel["pct"]))
     if throughput is None:
         measured = {m["profile"] for m in results["measurements"] if m["framework"] == sel["fw"]}
         throughput = capacity_from_results(results, sel["fw"], hw if hw in measured else None, slo)["throughput_rps"]
@@ -207,13 +208,13 @@ def test_the_slo_picks_the_sweep_rate(page, report):
     page.select_option("#slo-pct", "90")
     page.fill("#slo-tpot", "1000")
     page.fill("#slo-ttft", str(first["ttft_p90_ms"]))
-    tight = SLOTarget(first["ttft_p90_ms"], 1000, 90)
+    tight = SLO(first["ttft_p90_ms"], 1000, 90)
     want = capacity_from_results(results, "vllm", slo=tight)["throughput_rps"]
     assert number(shown(page)["tput"]) == pytest.approx(want, abs=5e-5)
     # An SLO no point meets: the page says so, as Python does.
     page.fill("#slo-ttft", "0.001")
     with pytest.raises(UsageError, match="no rate of the load sweep met the SLO"):
-        capacity_from_results(results, "vllm", slo=SLOTarget(0.001, 1000, 90))
+        capacity_from_results(results, "vllm", slo=SLO(0.001, 1000, 90))
     got = shown(page)
     assert "no swept rate met this SLO" in got["basis"]
     assert "capacity" in got["error"] and got["monthly"] == "-"

@@ -23,7 +23,7 @@ def test_prefix_caching_saves_20_to_40_percent_on_rag(perf, perf_session, perf_s
         server = perf_servers.get(plugin, perf_model, EngineSettings(enable_prefix_caching=on))
         runs[on] = perf.measure(
             server, "rag", Load.closed(8, requests=48), variant=f"prefix-caching-{'on' if on else 'off'}"
-        )["metrics"]
+        ).metrics
     on, off = runs[True], runs[False]
     # The measurement is sound only if the cache was used when on and not when off.
     assert on["prefix_cache_hit_rate"] > 0.5
@@ -62,9 +62,10 @@ STATIC_BATCHERS = ("hf-naive", "torchserve", "ray-serve")
 @pytest.fixture(scope="module")
 def under_poisson(perf_session, perf_servers, perf_model, request):
     """{framework: metrics} for every selected framework that can run here, measured once per module."""
-    from perfsuite.plugin import PerfRecorder
+    from perfsuite.plugin import PerfFixture
+    from perfsuite.recorder import Recorder
 
-    recorder = PerfRecorder(request.node, perf_session)
+    recorder = PerfFixture(Recorder(perf_session, request.node.nodeid))
     found = {}
     for name in perf_session.selected:
         if name not in ("vllm", "tgi", *STATIC_BATCHERS):
@@ -74,7 +75,7 @@ def under_poisson(perf_session, perf_servers, perf_model, request):
             continue
         server = perf_servers.get(plugin, perf_model, EngineSettings())
         m = recorder.measure(server, "chat", Load.poisson(**POISSON), variant=f"poisson-{name}")
-        found[name] = m["metrics"]
+        found[name] = m.metrics
     return found
 
 
@@ -112,6 +113,7 @@ def test_vllm_and_tgi_show_a_lower_p99_p50_ratio(perf, under_poisson):
         "end-to-end latency p99/p50 under the same Poisson load",
         "held" if held else "not held",
         ", ".join(f"{k} {v:.2f}" for k, v in sorted({**leaders, **others}.items(), key=lambda kv: kv[1])),
+        frameworks=("vllm", "tgi"),
     )
 
 
@@ -129,6 +131,7 @@ def test_vllm_and_tgi_give_1_5_to_2x_the_requests_of_torchserve_and_ray_serve(pe
         "requests/s under the same Poisson load (chat lengths)",
         "held" if held else "not held",
         ", ".join(f"{k} {r:.1f}x" for k, r in ratios.items()),
+        frameworks=("vllm", "tgi", "torchserve", "ray-serve"),
     )
 
 
@@ -138,11 +141,11 @@ def test_memory_utilization_claim(perf, perf_session):
         why = "GPU memory (NVML) only: on the CPU, process memory says nothing about a KV-cache pool"
         perf.claim(claim, claim, "not measurable here", why)
         pytest.skip(why)
-    ms = [m for m in perf_session.measurements if m["metrics"].get("memory_utilization")]
+    ms = [m for m in perf_session.measurements if m.metrics.get("memory_utilization")]
     assert ms, "no GPU memory utilization measured"
     by = {}
     for m in ms:
-        by[m["framework"]] = max(by.get(m["framework"], 0), m["metrics"]["memory_utilization"])
+        by[m.framework] = max(by.get(m.framework, 0), m.metrics["memory_utilization"])
     lead = [by[k] for k in ("vllm", "tgi") if k in by]
     rest = [v for k, v in by.items() if k not in ("vllm", "tgi", "vllm-container")]
     held = bool(lead) and all(0.85 <= x <= 0.92 for x in lead) and all(0.70 <= x <= 0.80 for x in rest)

@@ -7,7 +7,7 @@ closed loop that no latency target was asked of. Kept short on the CPU: Poisson 
 
 import pytest
 
-from perfsuite.calculator import SLOTarget, meets_slo, sustainable_point
+from perfsuite.slo import SLO, meets_slo, sustainable_point
 
 pytestmark = pytest.mark.perf
 
@@ -17,19 +17,19 @@ def test_sweep(serving, perf):
     if perf.profile == "cpu":
         # The tiny model on 2 cores: vLLM's open-loop chat met this up to ~96 req/s; a server without
         # continuous batching may miss it from the start (then the sweep says capacity < 2 req/s).
-        slo, rates = SLOTarget(ttft_ms=250, tpot_ms=50, percentile=90), (2, 4, 8, 16, 32, 64, 96, 128)
+        slo, rates = SLO(ttft_ms=250, tpot_ms=50, percentile=90), (2, 4, 8, 16, 32, 64, 96, 128)
     else:
-        slo, rates = SLOTarget(ttft_ms=500, tpot_ms=50, percentile=90), (1, 2, 4, 8, 16, 32, 64, 128, 256)
+        slo, rates = SLO(ttft_ms=500, tpot_ms=50, percentile=90), (1, 2, 4, 8, 16, 32, 64, 128, 256)
     m = perf.sweep(serving, "chat", rates, requests=16, seconds=3.0, slo=slo)
-    sweep = m["sweep"]
-    points = sweep["points"]
+    points = m.sweep["points"]
     assert [p["rate"] for p in points] == sorted(rates)[: len(points)]
     assert all(meets_slo(p, slo) for p in points[:-1])  # it stopped at the first miss
     best = sustainable_point(points, slo)
     if best is None:
-        assert sweep["rate"] is None and "capacity is below" in m["notes"][-1]
+        assert m.sweep["rate"] is None
+        assert any("capacity is below 2 req/s" in note for note in m.to_dict()["notes"]), m.notes
         return
-    assert sweep["rate"] == best["rate"] == max(p["rate"] for p in points if meets_slo(p, slo))
-    assert m["metrics"]["request_throughput"] == pytest.approx(sweep["throughput_rps"], rel=1e-3)
+    assert m.sweep["rate"] == best["rate"] == max(p["rate"] for p in points if meets_slo(p, slo))
+    assert m.metrics["request_throughput"] == pytest.approx(m.sweep["throughput_rps"], rel=1e-3)
     # Below capacity an open loop's throughput follows the offered rate (a few dozen requests: noisy).
     assert points[0]["request_throughput"] == pytest.approx(points[0]["rate"], rel=0.5)

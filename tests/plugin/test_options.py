@@ -145,3 +145,27 @@ def test_server_logs_go_to_the_folder_asked_for(pytester):
         """
     )
     pytester.runpytest("--perf-log-dir=logs/perf").assert_outcomes(passed=1)
+
+
+def test_pytest_xdist_is_refused_with_the_reason(pytester):
+    pytester.makepyfile("def test_x(): pass")
+    result = pytester.runpytest("-n", "2")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["*-n 2: perfsuite measures one server at a time*-p no:perfsuite*"])
+
+
+def test_a_baseline_dir_that_is_a_file_is_a_usage_error(pytester):
+    pytester.makepyfile("def test_x(): pass")
+    pytester.path.joinpath("baselines.json").write_text("{}")
+    result = pytester.runpytest("--perf-baseline-dir=baselines.json")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["*--perf-baseline-dir=baselines.json: *baselines.json is a file; name a folder*"])
+
+
+def test_a_baseline_dir_that_does_not_exist_is_a_usage_error_unless_baselines_are_written(pytester):
+    pytester.makepyfile("def test_x(): pass")
+    result = pytester.runpytest("--perf-baseline-dir=no/such/dir")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["*--perf-baseline-dir=no/such/dir: no such folder*--perf-update-baselines*"])
+    pytester.runpytest("--perf-baseline-dir=no/such/dir", "--perf-update-baselines").assert_outcomes(passed=1)
+    pytester.runpytest().assert_outcomes(passed=1)  # the default folder may be absent: no baselines yet

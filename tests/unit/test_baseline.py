@@ -22,7 +22,9 @@ from perfsuite.baseline import (
     write_baseline,
 )
 from perfsuite.errors import BaselineError
+from perfsuite.measurement import Measurement
 from perfsuite.metrics import METRICS
+from perfsuite.verdict import Verdict
 
 
 def entry(value, better="higher", tolerance=0.10, gated=True, **extra):
@@ -408,14 +410,16 @@ def test_write_replaces(tmp_path):
 # ---------------------------------------------------------------- make_baseline
 
 
-def measurement(metrics, repetitions):
-    return {
-        "test_id": "tests/perf/test_x.py::test_serving[rag]",
-        "profile": "cpu",
-        "metrics": metrics,
-        "repetitions": repetitions,
-        "provenance": {"git": "abc", "vllm": "0.11"},
-    }
+def measurement(metrics, repetitions) -> Measurement:
+    return Measurement.from_dict(
+        {
+            "test_id": "tests/perf/test_x.py::test_serving[rag]",
+            "profile": "cpu",
+            "metrics": metrics,
+            "repetitions": repetitions,
+            "provenance": {"git": "abc", "vllm": "0.11"},
+        }
+    )
 
 
 def test_make_baseline_tolerances():
@@ -435,8 +439,8 @@ def test_make_baseline_tolerances():
         ],
     )
     b = make_baseline(m)
-    assert b["schema"] == SCHEMA_VERSION and b["test_id"] == m["test_id"] and b["profile"] == "cpu"
-    assert b["provenance"] == m["provenance"]
+    assert b["schema"] == SCHEMA_VERSION and b["test_id"] == m.test_id and b["profile"] == "cpu"
+    assert b["provenance"] == m.provenance
     assert set(b["metrics"]) == {"request_throughput", "ttft_p50_ms", "output_throughput", "error_rate"}
     rt = b["metrics"]["request_throughput"]
     assert rt["value"] == 10.0 and rt["better"] == "higher" and rt["unit"] == "req/s" and rt["gated"] is True
@@ -477,11 +481,11 @@ def test_make_baseline_round_trip(tmp_path):
         ],
     )
     b = make_baseline(m)
-    path = baseline_path(tmp_path, "cpu", m["test_id"])
+    path = baseline_path(tmp_path, "cpu", m.test_id)
     write_baseline(path, b)
     assert load_baseline(path) == b
     # and a rerun with the same numbers passes its own gate
-    assert not any(r.fails for r in compare(load_baseline(path), m["metrics"]))
+    assert not any(r.fails for r in compare(load_baseline(path), m.metrics))
 
 
 # ---------------------------------------------------------------- compare with repetitions (perfsuite.decision)
@@ -521,27 +525,27 @@ def test_an_edited_baseline_value_moves_its_repetitions_with_it():
 
 
 def test_judge_reports_inconclusive_without_failing_and_says_why():
+    from perfsuite.judge import judge
     from perfsuite.report import comparison_table
-    from perfsuite.session import judge
 
     base = doc(request_throughput=entry(30.0, "higher", 0.10, repetitions=[30.0, 27.0, 32.0]))
-    m = {"metrics": {"request_throughput": 25.0}, "repetitions": reps_of("request_throughput", [25.0, 31.0, 21.0])}
-    verdict, rows = judge(m, base, {}, strict=True)
-    assert verdict == "inconclusive" and m["failed"] is False
-    assert any("request_throughput inconclusive" in n for n in m["notes"])
-    table = comparison_table([r.as_dict() for r in rows])
+    m = measurement({"request_throughput": 25.0}, reps_of("request_throughput", [25.0, 31.0, 21.0]))
+    j = judge(m, base, strict=True)
+    assert j.verdict is Verdict.INCONCLUSIVE and not j.fails
+    assert any("request_throughput inconclusive" in n for n in j.notes)
+    table = comparison_table([r.as_dict() for r in j.rows])
     assert "interval (90%)" in table and "% to +" in table
     assert "request_throughput: " in table.splitlines()[-1]
 
 
 def test_judge_says_to_approve_an_improvement():
-    from perfsuite.session import judge
+    from perfsuite.judge import judge
 
     base = doc(request_throughput=entry(16.4, "higher", 0.10, repetitions=[16.0, 16.4, 16.8]))
-    m = {"metrics": {"request_throughput": 20.0}, "repetitions": reps_of("request_throughput", [19.8, 20.0, 20.3])}
-    verdict, _ = judge(m, base, {}, strict=False)
-    assert verdict == "improved" and not m["failed"]
-    assert any("perfsuite approve" in n for n in m["notes"])
+    m = measurement({"request_throughput": 20.0}, reps_of("request_throughput", [19.8, 20.0, 20.3]))
+    j = judge(m, base)
+    assert j.verdict is Verdict.IMPROVED and not j.fails
+    assert any("perfsuite approve" in n for n in j.notes)
 
 
 def test_a_profile_floor_above_the_cap_is_kept():

@@ -7,19 +7,22 @@ parameters; run in bf16 (vLLM's choice for a float32 checkpoint): 8 MB of weight
 """
 
 import json
+import re
 import shutil
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import pytest
 
 from perfsuite.baseline import load_baseline
 from perfsuite.cli import main
-from perfsuite.errors import BaselineError, MeasurementError, ServerError
+from perfsuite.errors import ServerError
 from perfsuite.frameworks import EngineSettings
 from perfsuite.hardware import resolve_profile
+from perfsuite.measurement import Measurement
 from perfsuite.roofline import Bound, Device, check_within_bound, measurement_bound, run_dtype_bytes
 from perfsuite.session import PerfOptions, PerfSession, ServerPool
+from perfsuite.verdict import Verdict
 
 ROOT = Path(__file__).resolve().parents[2]
 TINY = {
@@ -129,38 +132,41 @@ def _stored(session, name="test_throughput"):
     target.parent.mkdir(parents=True)
     shutil.copy(source, target)
     prov = doc["provenance"]
-    measurement = {
-        "test_id": doc["test_id"],
-        "profile": "cpu",
-        "device_kind": "cpu",
-        "workload": prov["workload"],
-        "load": prov["load"],
-        "engine": prov["engine"],
+    measurement = Measurement(
+        test_id=doc["test_id"],
+        framework="vllm",
+        framework_version=prov.get("framework_version", ""),
+        model=prov["model"],
+        profile="cpu",
+        device_kind="cpu",
+        workload=prov["workload"],
+        load=prov["load"],
+        engine=prov["engine"],
+        price_per_hour=prov["price_per_hour"],
+        price_source=prov["price_source"],
+        provenance=prov,
         # What a load run measures; efficiency is added when the session records it.
-        "metrics": {k: v["value"] for k, v in doc["metrics"].items() if k != "efficiency"},
-        "repetitions": [],
-        "provenance": prov,
-        "notes": [],
-    }
+        metrics={k: v["value"] for k, v in doc["metrics"].items() if k != "efficiency"},
+    )
     return target, measurement
 
 
 def test_a_measurement_within_the_bound_is_judged_and_reports_its_efficiency(session):
     _, m = _stored(session)
-    verdict, _ = session.record(m)
-    assert verdict == "pass"
-    assert m["metrics"]["efficiency"] == pytest.approx(m["metrics"]["request_throughput"] / BOUND_RPS)
-    assert m["roofline"]["limited_by"] == "memory bandwidth"
-    assert Bound.from_dict(m["roofline"]).requests_per_s == pytest.approx(BOUND_RPS)
+    m = session.record(m)
+    assert m.verdict is Verdict.PASS
+    assert m.metrics["efficiency"] == pytest.approx(m.metrics["request_throughput"] / BOUND_RPS)
+    assert m.roofline["limited_by"] == "memory bandwidth"
+    assert Bound.from_dict(m.roofline).requests_per_s == pytest.approx(BOUND_RPS)
 
 
 def test_a_measurement_above_the_bound_is_a_measurement_error(session):
     _, m = _stored(session)
-    m["metrics"]["request_throughput"] = 100.0
-    with pytest.raises(MeasurementError, match=r"request_throughput 100.00 req/s > bound 56.08 req/s.*GB/s"):
-        session.record(m)
-    assert m["verdict"] == "above bound" and m["failed"]
+    m = session.record(replace(m, metrics={**m.metrics, "request_throughput": 100.0}))
+    assert m.verdict is Verdict.ABOVE_BOUND and m.failed
+    assert re.search(r"request_throughput 100.00 req/s > bound 56.08 req/s.*GB/s", m.judgement.notes[0], re.S)
     assert session.measurements == [m]  # kept, and shown, as failed
+    assert session.results()["matrix"] == []  # its numbers reach no matrix
 
 
 def test_a_baseline_edited_above_the_bound_is_refused_naming_the_file(session):
@@ -168,13 +174,12 @@ def test_a_baseline_edited_above_the_bound_is_refused_naming_the_file(session):
     doc = json.loads(path.read_text())
     doc["metrics"]["request_throughput"]["value"] = 400.0  # someone "improved" the baseline by hand
     path.write_text(json.dumps(doc))
-    with pytest.raises(BaselineError) as err:
-        session.record(m)
-    text = str(err.value)
+    m = session.record(m)
+    text = m.judgement.notes[0]
     assert str(path) in text and "refused" in text
     assert "request_throughput 400.00 req/s > bound 56.08 req/s" in text
     assert "8 MB of weights" in text  # the arithmetic
-    assert m["verdict"] == "baseline refused" and m["failed"]
+    assert m.verdict is Verdict.BASELINE_REFUSED and m.failed
 
 
 def test_a_baseline_above_the_bound_is_never_overwritten_by_an_update(session):
@@ -183,17 +188,16 @@ def test_a_baseline_above_the_bound_is_never_overwritten_by_an_update(session):
     doc["metrics"]["output_throughput"]["value"] = 1e6
     path.write_text(json.dumps(doc))
     session.options.update_baselines = True
-    with pytest.raises(BaselineError):
-        session.record(m)
+    assert session.record(m).failed
     assert load_baseline(path)["metrics"]["output_throughput"]["value"] == 1e6  # untouched, for a person to fix
 
 
 def test_a_model_without_a_local_config_gets_a_note_not_a_bound(session, tmp_path):
     session._model = "org/some-model"
     _, m = _stored(session)
-    session.record(m)
-    assert "efficiency" not in m["metrics"]
-    assert any("no roofline bound: org/some-model has no local config.json" in n for n in m["notes"])
+    m = session.record(m)
+    assert "efficiency" not in m.metrics
+    assert any("no roofline bound: org/some-model has no local config.json" in n for n in m.notes)
 
 
 # ---------------------------------------------------------------- perfsuite approve
@@ -244,12 +248,12 @@ def test_the_pool_runs_the_probe_before_it_starts_a_server(tmp_path, session):
             events.append("start")
             raise ServerError("no server in a unit test")
 
-    pool = ServerPool(resolve_profile("cpu"), tmp_path, 1.0)
-    pool.before_start = lambda: events.append("probe")
+    pool = ServerPool(resolve_profile("cpu"), tmp_path, 1.0, before_start=lambda: events.append("probe"))
     with pytest.raises(ServerError):
         pool.get(Plugin(), "model", EngineSettings())
     assert events == ["probe", "start"]
-    assert session.pool.before_start == session.roofline_device  # the session wires its probe in
+    with session.open_pool() as pool:
+        assert pool.before_start == session.roofline_device  # the session wires its probe in
 
 
 def test_a_running_server_is_stopped_before_the_session_probes(session, monkeypatch):
@@ -263,7 +267,8 @@ def test_a_running_server_is_stopped_before_the_session_probes(session, monkeypa
         events.append("probe")
         return DEVICE
 
-    session.device, session.pool.server = None, Server()
+    pool = session.open_pool()
+    session.device, pool.server = None, Server()
     monkeypatch.setattr(Device, "from_profile", staticmethod(probe))
     assert session.roofline_device() is DEVICE
     assert events == ["server stopped", "probe"]

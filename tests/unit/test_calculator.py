@@ -10,17 +10,15 @@ from hypothesis import strategies as st
 from perfsuite.calculator import (
     SECONDS_PER_MONTH,
     ApiModel,
-    SLOTarget,
     Traffic,
     calculate,
     capacity_from_results,
     cents,
     load_catalogs,
-    meets_slo,
-    sustainable_point,
 )
 from perfsuite.cli import main
 from perfsuite.errors import UsageError
+from perfsuite.slo import SLO, meets_slo, sustainable_point
 
 MINI = ApiModel("gpt-4o-mini", "OpenAI", "gpt-4o-mini", "balanced", 0.15, 0.60, "2024-10-10", "test")
 
@@ -174,14 +172,14 @@ def _point(rate, ttft, tpot=10.0, errors=0.0):
 
 
 def test_the_sustainable_rate_is_the_last_before_the_first_miss():
-    slo = SLOTarget(ttft_ms=100, tpot_ms=20, percentile=90)
+    slo = SLO(ttft_ms=100, tpot_ms=20, percentile=90)
     points = [_point(8, 60), _point(2, 20), _point(4, 30), _point(16, 400), _point(32, 90)]
     assert sustainable_point(points, slo)["rate"] == 8  # 32 met it by luck, past the knee
     assert not meets_slo(_point(2, 20, errors=0.01), slo)
     assert not meets_slo(_point(2, 20, tpot=25), slo)
     assert sustainable_point([_point(2, 500)], slo) is None
     with pytest.raises(UsageError, match="percentile"):
-        SLOTarget(percentile=95)
+        SLO(percentile=95)
 
 
 def _results():
@@ -199,13 +197,13 @@ def test_capacity_comes_from_the_sweep_not_the_peak():
     cap = capacity_from_results(_results(), "vllm")
     assert cap["throughput_rps"] == 4 * 0.95
     assert "SLO" in cap["basis"]
-    looser = capacity_from_results(_results(), "vllm", slo=SLOTarget(ttft_ms=250, tpot_ms=20))
+    looser = capacity_from_results(_results(), "vllm", slo=SLO(ttft_ms=250, tpot_ms=20))
     assert looser["throughput_rps"] == 8 * 0.95
     assert capacity_from_results(_results(), "hf-naive")["basis"].startswith("peak throughput")
     with pytest.raises(UsageError, match="no measurement of tgi.*it has: hf-naive on cpu, vllm on cpu"):
         capacity_from_results(_results(), "tgi")
     with pytest.raises(UsageError, match="no rate of the load sweep met the SLO"):
-        capacity_from_results(_results(), "vllm", slo=SLOTarget(ttft_ms=10, tpot_ms=20))
+        capacity_from_results(_results(), "vllm", slo=SLO(ttft_ms=10, tpot_ms=20))
 
 
 def test_calc_command_worked_example(capsys):

@@ -7,7 +7,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from perfsuite.loadgen import RequestRecord
-from perfsuite.metrics import METRICS, SLO, percentiles, summarize
+from perfsuite.metrics import METRICS, percentiles, summarize
+from perfsuite.slo import SLO
 
 
 def ref_percentile(values, p):
