@@ -170,7 +170,9 @@ async def _send(
     return rec
 
 
-def _arrival_gaps(load: Load, rng: random.Random):
+def _arrival_gaps(load: Load, repetition: int):
+    """Seconds between arrivals; Poisson gaps are drawn from (load.seed, repetition), fresh for each repetition."""
+    rng = random.Random(f"perfsuite-arrivals:{load.seed}:{repetition}")
     while True:
         yield rng.expovariate(load.rate) if load.arrival == "poisson" else 1.0 / load.rate
 
@@ -193,8 +195,9 @@ async def _closed(session, endpoint, protocol, specs, load: Load, count: int | N
     return records
 
 
-async def _open(session, endpoint, protocol, specs, load: Load, count: int | None, stop_at: float | None):
-    rng = random.Random(load.seed)
+async def _open(
+    session, endpoint, protocol, specs, load: Load, count: int | None, stop_at: float | None, repetition: int
+):
     gate = asyncio.Semaphore(load.concurrency) if load.concurrency else None
     tasks = []
 
@@ -205,7 +208,7 @@ async def _open(session, endpoint, protocol, specs, load: Load, count: int | Non
             return await _send(session, endpoint, protocol, spec, load.request_timeout_s)
 
     next_at = time.perf_counter()
-    for spec, gap in zip(specs, _arrival_gaps(load, rng)):
+    for spec, gap in zip(specs, _arrival_gaps(load, repetition)):
         if (count is not None and len(tasks) >= count) or (stop_at is not None and next_at >= stop_at):
             break
         delay = next_at - time.perf_counter()
@@ -222,14 +225,16 @@ async def run_load(
     specs: list[RequestSpec],
     load: Load,
     headers: dict[str, str] | None = None,
+    *,
+    repetition: int = 0,
 ):
     """Warm up, then send the measured requests. Returns (records, wall seconds of the measured phase).
 
+    `repetition` seeds the Poisson gaps together with load.seed, so that each repetition draws its own.
     `specs` must hold at least warmup_requests + requests items (in duration mode it is cycled).
     `headers` (e.g. an Authorization header read from the environment) go with every request and
     are never recorded.
     """
-    run = _closed if load.arrival == "closed" else _open
     connector = aiohttp.TCPConnector(limit=0, force_close=False)
     async with aiohttp.ClientSession(connector=connector, headers=headers) as session:
         if load.warmup_requests:
@@ -244,7 +249,10 @@ async def run_load(
             measured = _cycle(measured)
         start = time.perf_counter()
         stop_at = start + load.duration_s if load.duration_s else None
-        records = await run(session, endpoint, protocol, measured, load, load.requests, stop_at)
+        if load.arrival == "closed":
+            records = await _closed(session, endpoint, protocol, measured, load, load.requests, stop_at)
+        else:
+            records = await _open(session, endpoint, protocol, measured, load, load.requests, stop_at, repetition)
         wall = time.perf_counter() - start
     return records, wall
 

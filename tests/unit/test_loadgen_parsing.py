@@ -7,7 +7,6 @@ import asyncio
 import contextlib
 import itertools
 import json
-import random
 import time
 
 import pytest
@@ -114,13 +113,14 @@ class FakeServer:
             await runner.cleanup()
 
 
-def drive(handler, specs, load, api="completions"):
+def drive(handler, specs, load, api="completions", repetition=0):
     """Run the load against a fake server; return (records, wall seconds, the server)."""
     server = FakeServer(handler)
 
     async def main():
         async with server.running() as url:
-            return await asyncio.wait_for(run_load(Endpoint(url, "m"), OpenAIProtocol(api), specs, load), 60)
+            run = run_load(Endpoint(url, "m"), OpenAIProtocol(api), specs, load, repetition=repetition)
+            return await asyncio.wait_for(run, 60)
 
     records, wall = asyncio.run(main())
     return records, wall, server
@@ -358,12 +358,26 @@ def test_open_arrivals_send_the_requested_count(load):
         assert server.max_in_flight <= load.concurrency
 
 
+def test_poisson_gaps_are_fresh_for_each_repetition_and_repeat_for_the_same_one():
+    load = Load.poisson(25.0, requests=6, warmup_requests=0, seed=3)
+    specs = [spec(i, 1) for i in range(1, 7)]
+
+    def offsets(repetition):
+        records = drive(good, specs, load, repetition=repetition)[0]
+        sends = sorted(r.send for r in records)
+        return [t - sends[0] for t in sends]
+
+    first, again, second = offsets(0), offsets(0), offsets(1)
+    assert max(abs(a - b) for a, b in zip(first, again)) < 0.02  # same schedule, a few ms of jitter
+    assert max(abs(a - b) for a, b in zip(first, second)) > 0.05  # another repetition, other gaps
+
+
 def test_poisson_schedule_is_seeded():
     load = Load.poisson(4.0, requests=10, seed=3)
-    a = list(itertools.islice(_arrival_gaps(load, random.Random(load.seed)), 50))
-    b = list(itertools.islice(_arrival_gaps(load, random.Random(load.seed)), 50))
+    a = list(itertools.islice(_arrival_gaps(load, 2), 50))
+    b = list(itertools.islice(_arrival_gaps(load, 2), 50))
     assert a == b and all(g >= 0 for g in a) and len(set(a)) == 50
-    const = list(itertools.islice(_arrival_gaps(Load.constant(4.0), random.Random(0)), 5))
+    const = list(itertools.islice(_arrival_gaps(Load.constant(4.0), 2), 5))
     assert const == [0.25] * 5
 
 
