@@ -132,9 +132,10 @@ async def _read(response: aiohttp.ClientResponse, protocol: StreamProtocol, rec:
 
 
 async def _send(
-    session, endpoint: Endpoint, protocol: StreamProtocol, spec: RequestSpec, timeout_s: float
+    session, endpoint: Endpoint, protocol: StreamProtocol, spec: RequestSpec, timeout_s: float, send: float
 ) -> RequestRecord:
-    rec = RequestRecord(send=time.perf_counter(), expected_input=spec.input_tokens, expected_output=spec.output_tokens)
+    """Send one request and read its stream; `send` is when it arrived in the client (latency counts from it)."""
+    rec = RequestRecord(send=send, expected_input=spec.input_tokens, expected_output=spec.output_tokens)
     try:
         async with session.post(
             endpoint.base_url + protocol.path,
@@ -189,7 +190,8 @@ async def _closed(session, endpoint, protocol, specs, load: Load, count: int | N
             if spec is None:
                 return
             issued += 1
-            records.append(await _send(session, endpoint, protocol, spec, load.request_timeout_s))
+            send = time.perf_counter()
+            records.append(await _send(session, endpoint, protocol, spec, load.request_timeout_s, send))
 
     await asyncio.gather(*(user() for _ in range(load.concurrency)))
     return records
@@ -201,11 +203,11 @@ async def _open(
     gate = asyncio.Semaphore(load.concurrency) if load.concurrency else None
     tasks = []
 
-    async def one(spec):
+    async def one(spec, send: float):
         if gate is None:
-            return await _send(session, endpoint, protocol, spec, load.request_timeout_s)
-        async with gate:
-            return await _send(session, endpoint, protocol, spec, load.request_timeout_s)
+            return await _send(session, endpoint, protocol, spec, load.request_timeout_s, send)
+        async with gate:  # time queued here for a slot counts toward the request's latency
+            return await _send(session, endpoint, protocol, spec, load.request_timeout_s, send)
 
     next_at = time.perf_counter()
     for spec, gap in zip(specs, _arrival_gaps(load, repetition)):
@@ -214,7 +216,7 @@ async def _open(
         delay = next_at - time.perf_counter()
         if delay > 0:
             await asyncio.sleep(delay)
-        tasks.append(asyncio.create_task(one(spec)))
+        tasks.append(asyncio.create_task(one(spec, time.perf_counter())))
         next_at += gap
     return list(await asyncio.gather(*tasks))
 

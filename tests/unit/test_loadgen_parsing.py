@@ -372,6 +372,21 @@ def test_poisson_gaps_are_fresh_for_each_repetition_and_repeat_for_the_same_one(
     assert max(abs(a - b) for a, b in zip(first, second)) > 0.05  # another repetition, other gaps
 
 
+def test_time_queued_for_a_concurrency_slot_counts_toward_latency():
+    async def slow(server, request, body):
+        n_in, n_out = asked(body)
+        return await server.stream(request, [0.2, *(text_chunk("x") for _ in range(n_out)), usage(n_in, n_out), DONE])
+
+    load = Load.constant(50.0, concurrency=1, requests=3, warmup_requests=0)
+    records, _, server = drive(slow, [spec(i, 1) for i in range(1, 4)], load)
+    assert all(r.ok for r in records), [r.error for r in records]
+    assert server.max_in_flight == 1
+    sends = sorted(r.send for r in records)
+    assert sends[-1] - sends[0] < 0.1  # sent on schedule (20 ms apart), though the one slot was busy
+    last = max(records, key=lambda r: r.first_token)
+    assert last.first_token - last.send > 0.5  # waited for the two before it (0.2 s each), then its own 0.2 s
+
+
 def test_poisson_schedule_is_seeded():
     load = Load.poisson(4.0, requests=10, seed=3)
     a = list(itertools.islice(_arrival_gaps(load, 2), 50))
