@@ -8,6 +8,7 @@ usage report, checking them against what was asked for.
 from __future__ import annotations
 
 import asyncio
+import math
 import random
 import time
 from dataclasses import asdict, dataclass, field
@@ -44,10 +45,25 @@ class Load:
     def __post_init__(self) -> None:
         if self.arrival not in ("closed", "poisson", "constant"):
             raise UsageError(f"Load.arrival={self.arrival!r}: use 'closed', 'poisson' or 'constant'")
-        if self.arrival == "closed" and not (self.concurrency and self.concurrency > 0):
-            raise UsageError("Load(arrival='closed') needs concurrency >= 1")
-        if self.arrival != "closed" and not (self.rate and self.rate > 0):
-            raise UsageError(f"Load(arrival={self.arrival!r}) needs rate > 0 (requests per second)")
+        if self.concurrency is not None and not (_is_int(self.concurrency) and self.concurrency >= 1):
+            raise UsageError(f"Load.concurrency={self.concurrency!r}: must be an integer >= 1 (None: no cap)")
+        if self.arrival == "closed" and self.concurrency is None:
+            raise UsageError("Load.concurrency=None: a closed loop needs concurrency >= 1 (the number of users)")
+        if self.arrival != "closed" and not _positive(self.rate):
+            raise UsageError(f"Load.rate={self.rate!r}: Load(arrival={self.arrival!r}) needs a finite rate > 0 (req/s)")
+        if self.requests is not None and not (_is_int(self.requests) and self.requests >= 0):
+            raise UsageError(f"Load.requests={self.requests!r}: must be an integer >= 0 (or None with duration_s)")
+        if not (_is_int(self.warmup_requests) and self.warmup_requests >= 0):
+            raise UsageError(f"Load.warmup_requests={self.warmup_requests!r}: must be an integer >= 0 (0: no warm-up)")
+        if self.duration_s is not None and not (_finite(self.duration_s) and self.duration_s >= 0):
+            raise UsageError(f"Load.duration_s={self.duration_s!r}: must be a finite number of seconds >= 0 (or None)")
+        if not _positive(self.request_timeout_s):
+            raise UsageError(
+                f"Load.request_timeout_s={self.request_timeout_s!r}: must be a finite number of seconds > 0 "
+                "(how long one request may take before it counts as failed, e.g. 120)"
+            )
+        if not _is_int(self.seed):
+            raise UsageError(f"Load.seed={self.seed!r}: must be an integer (it seeds prompts and arrivals)")
         if not self.requests and not self.duration_s:
             raise UsageError("Load needs requests=N or duration_s=S to know when to stop")
 
@@ -72,6 +88,18 @@ class Load:
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+
+def _is_int(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _finite(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _positive(value) -> bool:
+    return _finite(value) and value > 0
 
 
 @dataclass(frozen=True)
