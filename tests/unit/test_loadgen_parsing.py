@@ -122,8 +122,8 @@ def drive(handler, specs, load, api="completions", repetition=0):
             run = run_load(Endpoint(url, "m"), OpenAIProtocol(api), specs, load, repetition=repetition)
             return await asyncio.wait_for(run, 60)
 
-    records, wall = asyncio.run(main())
-    return records, wall, server
+    run = asyncio.run(main())
+    return run.records, run.wall_s, server
 
 
 def closed(n: int, timeout_s: float = 10.0) -> Load:
