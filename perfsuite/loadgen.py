@@ -2,7 +2,9 @@
 
 It sends requests by one of three arrival processes (closed loop of N concurrent users, Poisson
 arrivals, constant rate), times every streamed chunk, and takes token counts from the server's
-usage report, checking them against what was asked for.
+usage report, checking them against what was asked for. It also watches itself (ClientStats:
+send lag, event-loop lag, achieved rate, CPU), and client_saturation says when a run measured the
+client rather than the server.
 """
 
 from __future__ import annotations
@@ -188,7 +190,8 @@ class ClientLimits:
     constant 10 req/s, the client pinned to one core at nice 19): idle, send lag p99 1.3 ms, event-loop
     lag p99 4.3 ms (max 5.0); sharing that core with a spinning process, send lag p99 129 ms, loop lag
     p99 161 ms. 50 ms sits ten times above the idle client and well under the starved one. The rate
-    check leaves 5% for a schedule that ends a few late sends early or late.
+    is compared with the schedule's own (a finite Poisson run is rarely at load.rate); the 5% allows
+    for the first and last sends' own lag in a short run.
     """
 
     send_lag_p99_ms: float = 50.0
