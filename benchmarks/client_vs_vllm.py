@@ -25,9 +25,10 @@ from transformers import AutoTokenizer
 
 from perfsuite.frameworks import EngineSettings
 from perfsuite.hardware import resolve_profile
-from perfsuite.loadgen import Load, OpenAIProtocol, run_load
+from perfsuite.loadgen import Load, run_load
 from perfsuite.metrics import summarize
 from perfsuite.model import build_model, corpus_text
+from perfsuite.protocols import OpenAIProtocol
 from perfsuite.workloads import PromptBuilder, get_workload
 
 HERE = Path(__file__).parent
@@ -37,10 +38,10 @@ def ours(server, prompts, n, concurrency, seed):
     specs = prompts.requests(get_workload("throughput"), n, seed=seed)
     load = Load.closed(concurrency, requests=n, warmup_requests=0)
     cpu0 = time.process_time()
-    records, wall = asyncio.run(run_load(server.endpoint, OpenAIProtocol(), specs, load))
+    run = asyncio.run(run_load(server.endpoint, OpenAIProtocol(), specs, load))
     cpu = time.process_time() - cpu0
-    m = summarize(records, wall)
-    tokens = sum(r.output_tokens or 0 for r in records)
+    m = summarize(run.records, run.wall_s)
+    tokens = sum(r.output_tokens or 0 for r in run.records)
     return {
         "client": "perfsuite",
         "cpu_s": cpu,

@@ -2,24 +2,37 @@
 
 It sends requests by one of three arrival processes (closed loop of N concurrent users, Poisson
 arrivals, constant rate), times every streamed chunk, and takes token counts from the server's
-usage report, checking them against what was asked for.
+usage report, checking them against what was asked for. It also watches itself (ClientStats:
+send lag, event-loop lag, achieved rate, CPU), and client_saturation says when a run measured the
+client rather than the server.
 """
 
 from __future__ import annotations
 
 import asyncio
+import math
 import random
 import time
 from dataclasses import asdict, dataclass, field
 
 import aiohttp
+import numpy as np
 
 from perfsuite.errors import UsageError
 from perfsuite.protocols import TOKEN, EventKind, StreamProtocol
 from perfsuite.protocols import OpenAIProtocol as OpenAIProtocol  # noqa: F401  cli.py and frameworks.py import it here
 from perfsuite.workloads import RequestSpec
 
-__all__ = ["Load", "Endpoint", "RequestRecord", "run_load"]
+__all__ = [
+    "Load",
+    "Endpoint",
+    "RequestRecord",
+    "run_load",
+    "LoadRun",
+    "ClientStats",
+    "ClientLimits",
+    "client_saturation",
+]
 
 
 @dataclass(frozen=True)
@@ -44,10 +57,25 @@ class Load:
     def __post_init__(self) -> None:
         if self.arrival not in ("closed", "poisson", "constant"):
             raise UsageError(f"Load.arrival={self.arrival!r}: use 'closed', 'poisson' or 'constant'")
-        if self.arrival == "closed" and not (self.concurrency and self.concurrency > 0):
-            raise UsageError("Load(arrival='closed') needs concurrency >= 1")
-        if self.arrival != "closed" and not (self.rate and self.rate > 0):
-            raise UsageError(f"Load(arrival={self.arrival!r}) needs rate > 0 (requests per second)")
+        if self.concurrency is not None and not (_is_int(self.concurrency) and self.concurrency >= 1):
+            raise UsageError(f"Load.concurrency={self.concurrency!r}: must be an integer >= 1 (None: no cap)")
+        if self.arrival == "closed" and self.concurrency is None:
+            raise UsageError("Load.concurrency=None: a closed loop needs concurrency >= 1 (the number of users)")
+        if self.arrival != "closed" and not _positive(self.rate):
+            raise UsageError(f"Load.rate={self.rate!r}: Load(arrival={self.arrival!r}) needs a finite rate > 0 (req/s)")
+        if self.requests is not None and not (_is_int(self.requests) and self.requests >= 0):
+            raise UsageError(f"Load.requests={self.requests!r}: must be an integer >= 0 (or None with duration_s)")
+        if not (_is_int(self.warmup_requests) and self.warmup_requests >= 0):
+            raise UsageError(f"Load.warmup_requests={self.warmup_requests!r}: must be an integer >= 0 (0: no warm-up)")
+        if self.duration_s is not None and not (_finite(self.duration_s) and self.duration_s >= 0):
+            raise UsageError(f"Load.duration_s={self.duration_s!r}: must be a finite number of seconds >= 0 (or None)")
+        if not _positive(self.request_timeout_s):
+            raise UsageError(
+                f"Load.request_timeout_s={self.request_timeout_s!r}: must be a finite number of seconds > 0 "
+                "(how long one request may take before it counts as failed, e.g. 120)"
+            )
+        if not _is_int(self.seed):
+            raise UsageError(f"Load.seed={self.seed!r}: must be an integer (it seeds prompts and arrivals)")
         if not self.requests and not self.duration_s:
             raise UsageError("Load needs requests=N or duration_s=S to know when to stop")
 
@@ -74,6 +102,18 @@ class Load:
         return asdict(self)
 
 
+def _is_int(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _finite(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _positive(value) -> bool:
+    return _finite(value) and value > 0
+
+
 @dataclass(frozen=True)
 class Endpoint:
     """A running OpenAI-compatible server: where it is and the model name it serves."""
@@ -89,6 +129,7 @@ class RequestRecord:
     send: float
     expected_input: int
     expected_output: int
+    scheduled: float | None = None  # when it was due: see ClientStats.send_lag_p50_ms
     first_token: float | None = None
     end: float | None = None
     chunk_times: list[float] = field(default_factory=list)
@@ -99,6 +140,124 @@ class RequestRecord:
     @property
     def ok(self) -> bool:
         return self.error is None
+
+
+LOOP_PROBE_S = 0.01  # how often the event-loop monitor wakes; its overshoot is the loop's lag
+
+
+@dataclass(frozen=True)
+class ClientStats:
+    """How well the load generator kept up during the measured phase (times in ms, rates in req/s).
+
+    send lag: how late each measured request was sent against its schedule. Open loads: its arrival
+    time (the Poisson or constant schedule). Closed loops: the moment its user had read the previous
+    response to the end (the first request: the start of the phase), so the lag is the client's own
+    turnaround; a client too slow to read its streams shows as event-loop lag instead.
+    loop lag: how late a task sleeping LOOP_PROBE_S was woken (p99 and max), the client's backlog.
+    scheduled_rate: the rate the schedule itself asked for (a finite Poisson run is not exactly
+    target_rate); achieved_rate: requests sent / the span of their send times. None where undefined.
+    cpu_percent: this process's CPU time over the phase's wall time, in % of one core.
+    """
+
+    requests: int
+    target_rate: float | None
+    scheduled_rate: float | None
+    achieved_rate: float | None
+    send_lag_p50_ms: float | None
+    send_lag_p99_ms: float | None
+    loop_lag_p99_ms: float | None
+    loop_lag_max_ms: float | None
+    cpu_percent: float
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class LoadRun:
+    """One measured phase: the records, its wall time in seconds, and how the client kept up."""
+
+    records: list[RequestRecord]
+    wall_s: float
+    client: ClientStats
+
+
+@dataclass(frozen=True)
+class ClientLimits:
+    """Where a client counts as saturated; run_load's numbers are then the client's, not the server's.
+
+    Measured on the project's 2-core CI machine (tests/integration/test_client_saturation.py: hf-naive,
+    constant 10 req/s, the client pinned to one core at nice 19): idle, send lag p99 1.3 ms, event-loop
+    lag p99 4.3 ms (max 5.0); sharing that core with a spinning process, send lag p99 129 ms, loop lag
+    p99 161 ms. 50 ms sits ten times above the idle client and well under the starved one. The rate
+    is compared with the schedule's own (a finite Poisson run is rarely at load.rate); the 5% allows
+    for the first and last sends' own lag in a short run.
+    """
+
+    send_lag_p99_ms: float = 50.0
+    loop_lag_p99_ms: float = 50.0
+    min_rate_ratio: float = 0.95  # open loads: achieved_rate / scheduled_rate
+
+
+def client_saturation(client: ClientStats, load: Load, limits: ClientLimits = ClientLimits()) -> str | None:
+    """None when the client kept up with `load`; else why its run measures the client, not the server."""
+    found = []
+    if client.send_lag_p99_ms is not None and client.send_lag_p99_ms > limits.send_lag_p99_ms:
+        found.append(f"send lag p99 {client.send_lag_p99_ms:.1f} ms > {limits.send_lag_p99_ms:g} ms")
+    if client.loop_lag_p99_ms is not None and client.loop_lag_p99_ms > limits.loop_lag_p99_ms:
+        found.append(f"event-loop lag p99 {client.loop_lag_p99_ms:.1f} ms > {limits.loop_lag_p99_ms:g} ms")
+    if (
+        load.arrival != "closed"
+        and client.achieved_rate is not None
+        and client.scheduled_rate is not None
+        and client.achieved_rate < limits.min_rate_ratio * client.scheduled_rate
+    ):
+        found.append(
+            f"achieved rate {client.achieved_rate:.2f} req/s < {limits.min_rate_ratio:.0%} "
+            f"of the scheduled {client.scheduled_rate:.2f} req/s"
+        )
+    if not found:
+        return None
+    change = "fewer users" if load.arrival == "closed" else "a lower rate"
+    return (
+        f"the load generator could not keep up with load {load.label()} ({'; '.join(found)}, "
+        f"client CPU {client.cpu_percent:.0f}% of a core): this run measures the client, not the server. "
+        f"Use {change}, give the client a core of its own, or more load-generator workers once scale-out exists."
+    )
+
+
+async def _watch_loop(lags: list[float]) -> None:
+    """Append how late each LOOP_PROBE_S sleep wakes, in seconds, until cancelled."""
+    while True:
+        t = time.perf_counter()
+        await asyncio.sleep(LOOP_PROBE_S)
+        lags.append(time.perf_counter() - t - LOOP_PROBE_S)
+
+
+def _ms(values: list[float], pct: float) -> float | None:
+    return float(np.percentile(values, pct)) * 1e3 if values else None
+
+
+def _rate(times: list[float]) -> float | None:
+    """Events per second over the span of `times` (n - 1 gaps); None for fewer than two or no span."""
+    span = max(times) - min(times) if len(times) > 1 else 0.0
+    return (len(times) - 1) / span if span > 0 else None
+
+
+def _client_stats(records: list[RequestRecord], load: Load, lags: list[float], cpu_s: float, wall_s: float):
+    send_lags = [r.send - r.scheduled for r in records if r.scheduled is not None]
+    open_load = load.arrival != "closed"
+    return ClientStats(
+        requests=len(records),
+        target_rate=load.rate if open_load else None,
+        scheduled_rate=_rate([r.scheduled for r in records if r.scheduled is not None]) if open_load else None,
+        achieved_rate=_rate([r.send for r in records]),
+        send_lag_p50_ms=_ms(send_lags, 50),
+        send_lag_p99_ms=_ms(send_lags, 99),
+        loop_lag_p99_ms=_ms(lags, 99),
+        loop_lag_max_ms=max(lags) * 1e3 if lags else None,
+        cpu_percent=100.0 * cpu_s / wall_s if wall_s > 0 else 0.0,
+    )
 
 
 async def _read(response: aiohttp.ClientResponse, protocol: StreamProtocol, rec: RequestRecord) -> None:
@@ -132,9 +291,16 @@ async def _read(response: aiohttp.ClientResponse, protocol: StreamProtocol, rec:
 
 
 async def _send(
-    session, endpoint: Endpoint, protocol: StreamProtocol, spec: RequestSpec, timeout_s: float
+    session,
+    endpoint: Endpoint,
+    protocol: StreamProtocol,
+    spec: RequestSpec,
+    timeout_s: float,
+    send: float,
+    scheduled: float,
 ) -> RequestRecord:
-    rec = RequestRecord(send=time.perf_counter(), expected_input=spec.input_tokens, expected_output=spec.output_tokens)
+    """Send one request and read its stream; `send` is when it arrived in the client (latency counts from it)."""
+    rec = RequestRecord(send, spec.input_tokens, spec.output_tokens, scheduled)
     try:
         async with session.post(
             endpoint.base_url + protocol.path,
@@ -170,48 +336,64 @@ async def _send(
     return rec
 
 
-def _arrival_gaps(load: Load, rng: random.Random):
+def _arrival_gaps(load: Load, repetition: int):
+    """Seconds between arrivals; Poisson gaps are drawn from (load.seed, repetition), fresh for each repetition."""
+    rng = random.Random(f"perfsuite-arrivals:{load.seed}:{repetition}")
     while True:
         yield rng.expovariate(load.rate) if load.arrival == "poisson" else 1.0 / load.rate
 
 
-async def _closed(session, endpoint, protocol, specs, load: Load, count: int | None, stop_at: float | None):
+async def _closed(
+    session, endpoint, protocol, specs, load: Load, count: int | None, start: float, stop_at: float | None
+):
     records: list[RequestRecord] = []
     it = iter(specs)
     issued = 0
 
     async def user():
         nonlocal issued
+        due = start  # each user's first request is due at the start, the next when the last one is read
         while (count is None or issued < count) and (stop_at is None or time.perf_counter() < stop_at):
             spec = next(it, None)
             if spec is None:
                 return
             issued += 1
-            records.append(await _send(session, endpoint, protocol, spec, load.request_timeout_s))
+            send = time.perf_counter()
+            records.append(await _send(session, endpoint, protocol, spec, load.request_timeout_s, send, due))
+            due = time.perf_counter()
 
     await asyncio.gather(*(user() for _ in range(load.concurrency)))
     return records
 
 
-async def _open(session, endpoint, protocol, specs, load: Load, count: int | None, stop_at: float | None):
-    rng = random.Random(load.seed)
+async def _open(
+    session,
+    endpoint,
+    protocol,
+    specs,
+    load: Load,
+    count: int | None,
+    start: float,
+    stop_at: float | None,
+    repetition: int,
+):
     gate = asyncio.Semaphore(load.concurrency) if load.concurrency else None
     tasks = []
 
-    async def one(spec):
+    async def one(spec, send: float, due: float):
         if gate is None:
-            return await _send(session, endpoint, protocol, spec, load.request_timeout_s)
-        async with gate:
-            return await _send(session, endpoint, protocol, spec, load.request_timeout_s)
+            return await _send(session, endpoint, protocol, spec, load.request_timeout_s, send, due)
+        async with gate:  # time queued here for a slot counts toward the request's latency
+            return await _send(session, endpoint, protocol, spec, load.request_timeout_s, send, due)
 
-    next_at = time.perf_counter()
-    for spec, gap in zip(specs, _arrival_gaps(load, rng)):
+    next_at = start
+    for spec, gap in zip(specs, _arrival_gaps(load, repetition)):
         if (count is not None and len(tasks) >= count) or (stop_at is not None and next_at >= stop_at):
             break
         delay = next_at - time.perf_counter()
         if delay > 0:
             await asyncio.sleep(delay)
-        tasks.append(asyncio.create_task(one(spec)))
+        tasks.append(asyncio.create_task(one(spec, time.perf_counter(), next_at)))
         next_at += gap
     return list(await asyncio.gather(*tasks))
 
@@ -222,14 +404,16 @@ async def run_load(
     specs: list[RequestSpec],
     load: Load,
     headers: dict[str, str] | None = None,
-):
-    """Warm up, then send the measured requests. Returns (records, wall seconds of the measured phase).
+    *,
+    repetition: int = 0,
+) -> LoadRun:
+    """Warm up, then send the measured requests, watching the client itself (ClientStats).
 
+    `repetition` seeds the Poisson gaps together with load.seed, so that each repetition draws its own.
     `specs` must hold at least warmup_requests + requests items (in duration mode it is cycled).
     `headers` (e.g. an Authorization header read from the environment) go with every request and
     are never recorded.
     """
-    run = _closed if load.arrival == "closed" else _open
     connector = aiohttp.TCPConnector(limit=0, force_close=False)
     async with aiohttp.ClientSession(connector=connector, headers=headers) as session:
         if load.warmup_requests:
@@ -238,15 +422,28 @@ async def run_load(
             warm_load = Load.closed(
                 conc, requests=len(warm), warmup_requests=0, request_timeout_s=load.request_timeout_s
             )
-            await _closed(session, endpoint, protocol, warm, warm_load, len(warm), None)
+            await _closed(session, endpoint, protocol, warm, warm_load, len(warm), time.perf_counter(), None)
         measured = specs[load.warmup_requests :]
         if load.duration_s:
             measured = _cycle(measured)
+        lags: list[float] = []
+        monitor = asyncio.create_task(_watch_loop(lags))
+        cpu0 = time.process_time()
         start = time.perf_counter()
         stop_at = start + load.duration_s if load.duration_s else None
-        records = await run(session, endpoint, protocol, measured, load, load.requests, stop_at)
-        wall = time.perf_counter() - start
-    return records, wall
+        try:
+            if load.arrival == "closed":
+                records = await _closed(session, endpoint, protocol, measured, load, load.requests, start, stop_at)
+            else:
+                records = await _open(
+                    session, endpoint, protocol, measured, load, load.requests, start, stop_at, repetition
+                )
+        finally:
+            wall = time.perf_counter() - start
+            cpu = time.process_time() - cpu0
+            monitor.cancel()
+            await asyncio.gather(monitor, return_exceptions=True)
+    return LoadRun(records, wall, _client_stats(records, load, lags, cpu, wall))
 
 
 def _cycle(items):

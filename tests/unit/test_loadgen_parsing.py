@@ -7,7 +7,6 @@ import asyncio
 import contextlib
 import itertools
 import json
-import random
 import time
 
 import pytest
@@ -114,16 +113,17 @@ class FakeServer:
             await runner.cleanup()
 
 
-def drive(handler, specs, load, api="completions"):
+def drive(handler, specs, load, api="completions", repetition=0):
     """Run the load against a fake server; return (records, wall seconds, the server)."""
     server = FakeServer(handler)
 
     async def main():
         async with server.running() as url:
-            return await asyncio.wait_for(run_load(Endpoint(url, "m"), OpenAIProtocol(api), specs, load), 60)
+            run = run_load(Endpoint(url, "m"), OpenAIProtocol(api), specs, load, repetition=repetition)
+            return await asyncio.wait_for(run, 60)
 
-    records, wall = asyncio.run(main())
-    return records, wall, server
+    run = asyncio.run(main())
+    return run.records, run.wall_s, server
 
 
 def closed(n: int, timeout_s: float = 10.0) -> Load:
@@ -358,12 +358,41 @@ def test_open_arrivals_send_the_requested_count(load):
         assert server.max_in_flight <= load.concurrency
 
 
+def test_poisson_gaps_are_fresh_for_each_repetition_and_repeat_for_the_same_one():
+    load = Load.poisson(25.0, requests=6, warmup_requests=0, seed=3)
+    specs = [spec(i, 1) for i in range(1, 7)]
+
+    def offsets(repetition):
+        records = drive(good, specs, load, repetition=repetition)[0]
+        sends = sorted(r.send for r in records)
+        return [t - sends[0] for t in sends]
+
+    first, again, second = offsets(0), offsets(0), offsets(1)
+    assert max(abs(a - b) for a, b in zip(first, again)) < 0.02  # same schedule, a few ms of jitter
+    assert max(abs(a - b) for a, b in zip(first, second)) > 0.05  # another repetition, other gaps
+
+
+def test_time_queued_for_a_concurrency_slot_counts_toward_latency():
+    async def slow(server, request, body):
+        n_in, n_out = asked(body)
+        return await server.stream(request, [0.2, *(text_chunk("x") for _ in range(n_out)), usage(n_in, n_out), DONE])
+
+    load = Load.constant(50.0, concurrency=1, requests=3, warmup_requests=0)
+    records, _, server = drive(slow, [spec(i, 1) for i in range(1, 4)], load)
+    assert all(r.ok for r in records), [r.error for r in records]
+    assert server.max_in_flight == 1
+    sends = sorted(r.send for r in records)
+    assert sends[-1] - sends[0] < 0.1  # sent on schedule (20 ms apart), though the one slot was busy
+    last = max(records, key=lambda r: r.first_token)
+    assert last.first_token - last.send > 0.5  # waited for the two before it (0.2 s each), then its own 0.2 s
+
+
 def test_poisson_schedule_is_seeded():
     load = Load.poisson(4.0, requests=10, seed=3)
-    a = list(itertools.islice(_arrival_gaps(load, random.Random(load.seed)), 50))
-    b = list(itertools.islice(_arrival_gaps(load, random.Random(load.seed)), 50))
+    a = list(itertools.islice(_arrival_gaps(load, 2), 50))
+    b = list(itertools.islice(_arrival_gaps(load, 2), 50))
     assert a == b and all(g >= 0 for g in a) and len(set(a)) == 50
-    const = list(itertools.islice(_arrival_gaps(Load.constant(4.0), random.Random(0)), 5))
+    const = list(itertools.islice(_arrival_gaps(Load.constant(4.0), 2), 5))
     assert const == [0.25] * 5
 
 

@@ -46,8 +46,7 @@ def drive(path: str, protocol, chunks_for):
         finally:
             await runner.cleanup()
 
-    records, _ = asyncio.run(main())
-    return records, seen
+    return asyncio.run(main()).records, seen
 
 
 def tgi_event(obj) -> bytes:
