@@ -78,8 +78,39 @@ def _safe_name(test_id: str) -> str:
     return re.sub(r"[^A-Za-z0-9._\-\[\],=+]", "_", name)
 
 
-def baseline_path(baseline_dir: str | os.PathLike, profile: str, test_id: str) -> Path:
-    return Path(baseline_dir) / profile / f"{_safe_name(test_id)}.json"
+# A profile name from a user's own catalog: lower case, no path separator, not starting with a dot.
+_PROFILE_NAME = re.compile(r"[a-z0-9][a-z0-9._-]*")
+
+
+def _known_profiles() -> set[str]:
+    from perfsuite.hardware import load_catalog
+
+    profiles, aliases = load_catalog()
+    return {*profiles, *aliases}
+
+
+def baseline_path(baseline_dir: str | os.PathLike, profile: str, test_id: str, where: str = "") -> Path:
+    """<baseline_dir>/<profile>/<test id made a file name>.json, never outside `baseline_dir`.
+
+    `profile` and `test_id` may come from a results file: a profile must be a catalog name (or
+    alias) or look like one (lower case letters, digits, '.', '_', '-'; not starting with a dot),
+    and the path must stay inside `baseline_dir`. Otherwise a BaselineError names the field, as
+    `where` + ".profile" (e.g. where="measurements[3]").
+    """
+    field = f"{where}." if where else ""
+    if not isinstance(profile, str) or not (profile in _known_profiles() or _PROFILE_NAME.fullmatch(profile)):
+        raise BaselineError(
+            f"{field}profile {profile!r}: not a hardware profile name (lower case letters, digits, '.', '_', '-'); "
+            "refused: it would choose a path outside the baseline folder"
+        )
+    if not isinstance(test_id, str) or not test_id:
+        raise BaselineError(f"{field}test_id {test_id!r}: not a test id")
+    root = Path(baseline_dir)
+    path = root / profile / f"{_safe_name(test_id)}.json"
+    inside = Path(os.path.abspath(root)).resolve()
+    if not Path(os.path.abspath(path)).resolve().is_relative_to(inside):
+        raise BaselineError(f"{field}profile {profile!r}, {field}test_id {test_id!r}: the path leaves {root}; refused")
+    return path
 
 
 def load_baseline(path: str | os.PathLike) -> dict | None:

@@ -83,14 +83,21 @@ def _above_bound(m: dict) -> str | None:
 
 def _approve(args: argparse.Namespace) -> int:
     data = read_results(args.results)
-    chosen = [m for m in data["measurements"] if not args.test or any(t in m["test_id"] for t in args.test)]
+    chosen = [
+        (i, m)
+        for i, m in enumerate(data["measurements"])
+        if not args.test or any(t in str(m["test_id"]) for t in args.test)
+    ]
     if not chosen:
         raise UsageError(f"{args.results}: no measurement matches {args.test}")
     rows = []
     # Build every document first: nothing is written unless all of them are good.
     plans = []
-    for m in chosen:
-        path = baseline_path(args.baseline_dir, m["profile"], m["test_id"])
+    for i, m in chosen:
+        try:
+            path = baseline_path(args.baseline_dir, m["profile"], m["test_id"], where=f"measurements[{i}]")
+        except BaselineError as exc:
+            raise BaselineError(f"{args.results}: {exc}; nothing written") from None
         if m.get("metrics", {}).get("error_rate", 0) > 0 or m.get("verdict") == "errors":
             rows.append([m["test_id"], m["profile"], "skipped: the run had failed requests"])
             continue

@@ -38,11 +38,12 @@ def _finite(obj):
     return obj
 
 
-def _trend(baseline_dir: Path, profile: str, test_id: str) -> list[dict]:
-    """One point per stored baseline of `test_id` (the history, then the current one), oldest first."""
+def _trend(baseline_dir: Path, profile: str, test_id: str, where: str = "") -> list[dict]:
+    """One point per stored baseline of `test_id` (the history, then the current one), oldest first.
+    A profile or test id that would lead outside `baseline_dir` is a BaselineError naming `where`."""
     from perfsuite.baseline import baseline_path
 
-    current = baseline_path(baseline_dir, profile, test_id)
+    current = baseline_path(baseline_dir, profile, test_id, where=where)
     files = sorted(history_dir(current).glob("*.json")) if history_dir(current).is_dir() else []
     if current.exists():
         files.append(current)
@@ -113,8 +114,8 @@ def report_data(results: dict, catalogs: Catalogs | None = None, baseline_dir: s
         peak.setdefault(row["framework"], {})[row["profile"]] = row["request_throughput"]
     trends = {}
     if baseline_dir is not None:
-        for m in ms:
-            points = _trend(Path(baseline_dir), m["profile"], m["test_id"])
+        for i, m in enumerate(ms):
+            points = _trend(Path(baseline_dir), m["profile"], m["test_id"], where=f"measurements[{i}]")
             if points:
                 trends[f"{m['test_id']} ({m['profile']})"] = points
     return _finite(

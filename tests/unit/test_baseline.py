@@ -550,3 +550,20 @@ def test_a_profile_floor_above_the_cap_is_kept():
     b = make_baseline(m, min_tolerance={"ms": 1.0, "req/s": 0.1})
     assert b["metrics"]["ttft_p50_ms"]["tolerance"] == 1.0
     assert b["metrics"]["request_throughput"]["tolerance"] == 0.1
+
+
+@pytest.mark.parametrize("profile", ["../../outside", "..", "", "/etc", "cpu/../..", ".hidden", "A100", None])
+def test_baseline_path_refuses_a_profile_that_is_not_a_profile_name(profile):
+    with pytest.raises(BaselineError, match=r"measurements\[3\]\.profile"):
+        baseline_path("b", profile, "t.py::test", where="measurements[3]")
+
+
+@pytest.mark.parametrize("profile", ["cpu", "a100", "a100-80gb", "my-gpu.v2", "rtx_4090"])
+def test_baseline_path_takes_catalog_and_user_catalog_names(profile):
+    assert baseline_path("b", profile, "t.py::test").parent == Path("b", profile)
+
+
+def test_baseline_path_never_leaves_the_folder_whatever_the_test_id(tmp_path):
+    for test_id in ("../../x", "..", "/etc/passwd", "a/../../../b::c"):
+        p = baseline_path(tmp_path, "cpu", test_id)
+        assert p.resolve().is_relative_to((tmp_path / "cpu").resolve())

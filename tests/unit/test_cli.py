@@ -231,3 +231,19 @@ def test_merge_real_runs_from_two_runners(tmp_path, capsys):
     assert sorted({r["profile"] for r in merged["matrix"]}) == ["cpu", "h100"]
     assert merged["merged_from"] == [str(a), str(b)]
     assert main(["merge", str(a), str(a), "-o", str(tmp_path / "twice.json")]) == 2
+
+
+def _files_under(root):
+    return sorted(str(p.relative_to(root)) for p in root.rglob("*"))
+
+
+def test_approve_refuses_a_profile_that_points_outside_the_baseline_folder(tmp_path, capsys):
+    work = tmp_path / "a" / "b"
+    work.mkdir(parents=True)
+    bad = _measurement()
+    bad["profile"] = "../../outside"
+    results = _results(work, _measurement("tests/perf/test_x.py::test_ok[vllm]"), bad)
+    before = _files_under(tmp_path)
+    assert main(["approve", str(results), "--baseline-dir", str(work / "baselines")]) != 0
+    assert _files_under(tmp_path) == before  # nothing written, not even the good measurement's baseline
+    assert "measurements[1].profile" in capsys.readouterr().err

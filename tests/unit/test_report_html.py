@@ -143,3 +143,14 @@ def test_latency_histograms_keep_every_value(values):
     assert h["edges"] == sorted(h["edges"])
     assert h["edges"][0] == pytest.approx(min(values), rel=1e-3)
     assert histogram([]) == {} and histogram([float("nan")]) == {}
+
+
+def test_report_refuses_a_profile_that_points_outside_the_baseline_folder(tmp_path, capsys):
+    outside = tmp_path / "outside" / "history" / "x"
+    outside.mkdir(parents=True)
+    results = tmp_path / "results.json"
+    m = {"test_id": "x", "profile": "../outside", "framework": "vllm", "metrics": {}}
+    results.write_text(json.dumps({"schema": 1, "measurements": [m]}))
+    base = tmp_path / "baselines"
+    assert main(["report", str(results), "--out", str(tmp_path / "out"), "--baseline-dir", str(base)]) != 0
+    assert "measurements[0].profile" in capsys.readouterr().err
