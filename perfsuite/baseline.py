@@ -8,17 +8,16 @@ files the baseline being replaced under history/ so that trends can be drawn.
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import re
 import statistics
-import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import jsonschema
 
+from perfsuite import jsonfile
 from perfsuite.decision import decide
 from perfsuite.errors import BaselineError
 from perfsuite.metrics import METRICS
@@ -114,50 +113,31 @@ def baseline_path(baseline_dir: str | os.PathLike, profile: str, test_id: str, w
 
 
 def load_baseline(path: str | os.PathLike) -> dict | None:
-    """The baseline at `path`, None if there is none; BaselineError naming the file and field if bad."""
+    """The baseline at `path`, None if there is none; BaselineError naming the file and field if bad
+    (NaN and infinities included: they are not JSON)."""
     path = Path(path)
     if not path.exists():
         return None
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, UnicodeDecodeError) as exc:
-        raise BaselineError(f"{path}: cannot read it ({exc})") from exc
-    except json.JSONDecodeError as exc:
-        raise BaselineError(
-            f"{path}: not valid JSON at line {exc.lineno} column {exc.colno}: {exc.msg}; "
-            "fix it, or delete it and rerun with --perf-update-baselines"
-        ) from exc
+    hint = "fix it, or delete it and rerun with --perf-update-baselines"
+    data = jsonfile.load(path, "baseline", BaselineError, hint=hint)
     try:
         jsonschema.validate(data, SCHEMA)
     except jsonschema.ValidationError as exc:
         where = ".".join(str(p) for p in exc.absolute_path) or "(top level)"
-        raise BaselineError(
-            f"{path}: field {where}: {exc.message}; fix it, or delete the file and rerun with --perf-update-baselines"
-        ) from exc
+        raise BaselineError(f"{path}: field {where}: {exc.message}; {hint}") from exc
     return data
 
 
 def write_baseline(path: str | os.PathLike, data: dict) -> Path:
-    """Validate and write `data` to `path` atomically: a reader sees the old file or the new, never half."""
+    """Validate and write `data` to `path` atomically: a reader sees the old file or the new, never half.
+    Strict JSON: a non-finite number is null, so one where the schema wants a number is refused."""
     path = Path(path)
     try:
-        jsonschema.validate(data, SCHEMA)
+        jsonschema.validate(jsonfile.finite(data), SCHEMA)
     except jsonschema.ValidationError as exc:
         where = ".".join(str(p) for p in exc.absolute_path) or "(top level)"
         raise BaselineError(f"{path}: not written, field {where}: {exc.message}") from exc
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(data, f, indent=2, sort_keys=True, allow_nan=False)
-            f.write("\n")
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    return jsonfile.write_atomic(path, data, sort_keys=True)
 
 
 def history_dir(path: str | os.PathLike) -> Path:

@@ -11,6 +11,7 @@ from pathlib import Path
 
 from tabulate import tabulate
 
+from perfsuite import jsonfile
 from perfsuite.baseline import baseline_path, load_baseline, make_baseline, promote, successor
 from perfsuite.cost import cost_per_million
 from perfsuite.errors import BaselineError, PerfsuiteError, UsageError
@@ -39,14 +40,7 @@ def _cost(args: argparse.Namespace) -> int:
 def read_results(path: str | os.PathLike) -> dict:
     """A results file written by --perf-results, checked enough to approve from."""
     p = Path(path)
-    try:
-        data = json.loads(p.read_text())
-    except OSError as exc:
-        raise UsageError(f"{p}: cannot read it ({exc.strerror})") from exc
-    except json.JSONDecodeError as exc:
-        raise UsageError(
-            f"{p}: not valid JSON (line {exc.lineno}: {exc.msg}); pass the file --perf-results wrote"
-        ) from exc
+    data = jsonfile.load(p, "results file", UsageError, hint="pass the file --perf-results wrote")
     if not isinstance(data, dict) or not isinstance(data.get("measurements"), list):
         raise UsageError(f"{p}: no 'measurements' list; pass the file --perf-results wrote")
     for i, m in enumerate(data["measurements"]):
@@ -187,9 +181,7 @@ def _load(args: argparse.Namespace) -> int:
     if m["error_count"]:
         print(f"{m['error_count']} request(s) failed; first: {m['errors'][:3]}", file=sys.stderr)
     if args.json:
-        Path(args.json).write_text(
-            json.dumps({"schema": 1, "profile": profile.name, "measurements": [m]}, indent=2, default=str)
-        )
+        jsonfile.write_atomic(args.json, {"schema": 1, "profile": profile.name, "measurements": [m]})
         print(f"wrote {args.json}")
     return 1 if m["error_count"] or problem else 0
 
@@ -278,7 +270,7 @@ def _merge(args: argparse.Namespace) -> int:
         "claims": claims,
         "merged_from": list(args.results),
     }
-    Path(args.output).write_text(json.dumps(merged, indent=2, default=str))
+    jsonfile.write_atomic(args.output, merged)
     print(matrix_table(merged["matrix"]))
     print(f"wrote {args.output}: {len(measurements)} measurements from {len(args.results)} files")
     return 0
@@ -364,7 +356,7 @@ def _calc(args: argparse.Namespace) -> int:
         models = {k: models[k] for k in args.api}
     r = calculate(traffic, throughput, price, models, args.devices)
     if args.json:
-        print(json.dumps(r | {"notes": notes, "price_basis": priced}, indent=2))
+        print(jsonfile.dumps(r | {"notes": notes, "price_basis": priced}))
         return 0
     sh, t = r["self_hosted"], r["traffic"]
     rows = [

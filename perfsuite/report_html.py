@@ -11,31 +11,21 @@ from __future__ import annotations
 import datetime as dt
 import html
 import json
-import math
 import os
 import re
 from importlib import resources
 from pathlib import Path
 
+from perfsuite import jsonfile
 from perfsuite.baseline import history_dir
 from perfsuite.calculator import Catalogs, SLOTarget, load_catalogs, sustainable_point
+from perfsuite.errors import PerfsuiteError
 from perfsuite.report import markdown_report, selection_matrix
 
 __all__ = ["report_data", "render_html", "write_reports"]
 
 # What the trend plot draws from each baseline in baselines/<profile>/ and its history.
 TREND_METRICS = ("request_throughput", "ttft_p50_ms", "cost_per_1m_requests")
-
-
-def _finite(obj):
-    """`obj` with NaN and infinities as None: JSON.parse rejects them."""
-    if isinstance(obj, float):
-        return obj if math.isfinite(obj) else None
-    if isinstance(obj, dict):
-        return {k: _finite(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_finite(v) for v in obj]
-    return obj
 
 
 def _trend(baseline_dir: Path, profile: str, test_id: str, where: str = "") -> list[dict]:
@@ -50,8 +40,8 @@ def _trend(baseline_dir: Path, profile: str, test_id: str, where: str = "") -> l
     points = []
     for f in files:
         try:
-            doc = json.loads(f.read_text())
-        except (OSError, json.JSONDecodeError):
+            doc = jsonfile.load(f, "baseline")
+        except PerfsuiteError:
             continue  # the report is for reading; the gate itself reports a broken baseline
         prov = doc.get("provenance", {})
         values = {k: doc.get("metrics", {}).get(k, {}).get("value") for k in TREND_METRICS}
@@ -118,7 +108,7 @@ def report_data(results: dict, catalogs: Catalogs | None = None, baseline_dir: s
             points = _trend(Path(baseline_dir), m["profile"], m["test_id"], where=f"measurements[{i}]")
             if points:
                 trends[f"{m['test_id']} ({m['profile']})"] = points
-    return _finite(
+    return jsonfile.finite(
         {
             "generated": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
             "profile": results.get("profile"),
@@ -174,8 +164,11 @@ def write_reports(
     md += f"\nThe full report, with plots and the cost calculator: `{html_path.name}` (open it in a browser).\n"
     for path, text in ((md_path, md), (html_path, render_html(data, f"perfsuite report: {profile}"))):
         tmp = path.with_name(f".{path.name}.tmp")
-        tmp.write_text(text)
-        os.replace(tmp, path)
+        try:
+            tmp.write_text(text)
+            os.replace(tmp, path)
+        finally:
+            tmp.unlink(missing_ok=True)
     return md_path, html_path
 
 

@@ -388,8 +388,8 @@ def test_write_failing_midway_keeps_old_file_and_leaves_no_temp(tmp_path):
     write_baseline(path, valid_doc())
     before = path.read_bytes()
     bad = valid_doc()
-    bad["metrics"]["request_throughput"]["value"] = math.nan  # a number to the schema; JSON cannot hold it
-    with pytest.raises(ValueError):
+    bad["metrics"]["request_throughput"]["value"] = math.nan  # JSON cannot hold it: null, not a number
+    with pytest.raises(BaselineError, match="field metrics.request_throughput.value"):
         write_baseline(path, bad)
     assert path.read_bytes() == before
     assert [p.name for p in tmp_path.iterdir()] == ["t.json"]
@@ -567,3 +567,21 @@ def test_baseline_path_never_leaves_the_folder_whatever_the_test_id(tmp_path):
     for test_id in ("../../x", "..", "/etc/passwd", "a/../../../b::c"):
         p = baseline_path(tmp_path, "cpu", test_id)
         assert p.resolve().is_relative_to((tmp_path / "cpu").resolve())
+
+
+@pytest.mark.parametrize("constant", ["NaN", "Infinity", "-Infinity"])
+def test_load_refuses_non_finite_numbers_naming_file_and_field(tmp_path, constant):
+    path = tmp_path / "b.json"
+    path.write_text(json.dumps(valid_doc()).replace('"value": 12.5', f'"value": {constant}'))
+    with pytest.raises(BaselineError) as exc:
+        load_baseline(path)
+    assert str(path) in str(exc.value) and "metrics.request_throughput.value" in str(exc.value)
+
+
+def test_write_is_strict_json(tmp_path):
+    doc = valid_doc()
+    doc["provenance"] = {"interval": [-math.inf, math.inf]}
+    path = write_baseline(tmp_path / "b.json", doc)
+    assert json.loads(path.read_text(), parse_constant=lambda c: pytest.fail(c))["provenance"] == {
+        "interval": [None, None]
+    }

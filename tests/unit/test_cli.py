@@ -91,7 +91,7 @@ def test_approve_selects_tests(tmp_path):
 @pytest.mark.parametrize(
     ("content", "message"),
     [
-        ("{not json", "not valid JSON (line 1"),
+        ("{not json", "not valid JSON at line 1"),
         ('{"schema": 1}', "no 'measurements' list"),
         ('{"measurements": [{"test_id": "x", "profile": "cpu"}]}', "measurements[0] has no field 'metrics'"),
     ],
@@ -247,3 +247,21 @@ def test_approve_refuses_a_profile_that_points_outside_the_baseline_folder(tmp_p
     assert main(["approve", str(results), "--baseline-dir", str(work / "baselines")]) != 0
     assert _files_under(tmp_path) == before  # nothing written, not even the good measurement's baseline
     assert "measurements[1].profile" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("command", ["approve", "compare", "merge", "report"])
+def test_results_with_infinity_are_refused_naming_file_and_field(tmp_path, capsys, command):
+    path = tmp_path / "results.json"
+    path.write_text(json.dumps({"schema": 1, "measurements": [_measurement()]}).replace("20.0", "Infinity", 1))
+    (tmp_path / "o").mkdir()
+    other = _results(tmp_path / "o", _measurement("tests/perf/test_x.py::test_other[vllm]"))
+    argv = {
+        "approve": ["approve", str(path), "--baseline-dir", str(tmp_path / "b")],
+        "compare": ["compare", str(other), str(path)],
+        "merge": ["merge", str(other), str(path), "-o", str(tmp_path / "merged.json")],
+        "report": ["report", str(path), "--out", str(tmp_path / "out")],
+    }[command]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert str(path) in err and "measurements[0].metrics.request_throughput is Infinity" in err
+    assert not (tmp_path / "b").exists() and not (tmp_path / "merged.json").exists()
