@@ -129,9 +129,14 @@ def _asset(name: str) -> str:
     return resources.files("perfsuite").joinpath(f"data/{name}").read_text()
 
 
+# Inside a <script> element, `</script`, and `<!--` followed by `<script`, change where the element ends:
+# the data holds no <, > or & at all (JSON.parse reads the escapes back as the same characters).
+_SCRIPT_SAFE = str.maketrans({"<": "\\u003c", ">": "\\u003e", "&": "\\u0026"})
+
+
 def render_html(data: dict, title: str = "perfsuite report") -> str:
-    """The page: template + inlined CSS, JS and data (a JSON script element, '</' escaped)."""
-    payload = json.dumps(data, separators=(",", ":"), allow_nan=False).replace("</", "<\\/")
+    """The page: template + inlined CSS, JS and data (a JSON script element, <, > and & escaped)."""
+    payload = json.dumps(data, separators=(",", ":"), allow_nan=False).translate(_SCRIPT_SAFE)
     values = {"TITLE": html.escape(title), "CSS": _asset("report.css"), "DATA": payload, "JS": _asset("report.js")}
     # One pass, so a placeholder-like string inside the data is never substituted.
     return re.sub(r"\{\{(TITLE|CSS|DATA|JS)\}\}", lambda m: values[m.group(1)], _asset("report.html"))
