@@ -7,6 +7,7 @@ import argparse
 import json
 import os
 import sys
+import urllib.parse
 from pathlib import Path
 
 from tabulate import tabulate
@@ -121,7 +122,32 @@ def _metric_names(framework: str):
     return MetricNames(**{f.name: tuple(n for k in known for n in getattr(k, f.name)) for f in fields(MetricNames)})
 
 
+def _check_url(url: str, key_env: str) -> None:
+    """A UsageError unless `url` is an http(s) base URL with a host and nothing secret in it (no
+    user:password@, no query): the URL is recorded in the results. The URL is echoed only when safe."""
+    parts = urllib.parse.urlsplit(url)
+    if "@" in parts.netloc:
+        raise UsageError(
+            f"--url: credentials in the URL are refused (the URL is recorded in the results); "
+            f"put the token in ${key_env} (sent as a bearer token) and give the URL without them"
+        )
+    if parts.query or parts.fragment:
+        raise UsageError(
+            f"--url: give a base URL without a query or fragment (a token there would be recorded); "
+            f"put a token in ${key_env}"
+        )
+    if parts.scheme not in ("http", "https"):
+        raise UsageError(f"--url {url!r}: give an http or https URL, e.g. http://127.0.0.1:8000")
+    try:
+        _ = parts.port  # raises on a bad port
+    except ValueError as exc:
+        raise UsageError(f"--url {url!r}: bad port ({exc})") from None
+    if not parts.hostname:
+        raise UsageError(f"--url {url!r}: no host; e.g. http://127.0.0.1:8000")
+
+
 def _load(args: argparse.Namespace) -> int:
+    _check_url(args.url, args.api_key_env)
     from transformers import AutoTokenizer
 
     from perfsuite.hardware import resolve_profile

@@ -265,3 +265,25 @@ def test_results_with_infinity_are_refused_naming_file_and_field(tmp_path, capsy
     err = capsys.readouterr().err
     assert str(path) in err and "measurements[0].metrics.request_throughput is Infinity" in err
     assert not (tmp_path / "b").exists() and not (tmp_path / "merged.json").exists()
+
+
+@pytest.mark.parametrize(
+    "url, message",
+    [
+        ("ftp://127.0.0.1:8000", "http or https"),
+        ("file:///etc/passwd", "http or https"),
+        ("127.0.0.1:8000", "http or https"),
+        ("http://", "no host"),
+        ("http://127.0.0.1:99999", "port"),
+        ("http://user:s3cr3t-token@127.0.0.1:8000", "$PERFSUITE_API_KEY"),
+        ("https://s3cr3t-token@example.com", "$PERFSUITE_API_KEY"),
+        ("http://127.0.0.1:8000/?api_key=s3cr3t-token", "query"),
+    ],
+)
+def test_load_refuses_a_bad_url_and_never_prints_credentials(tmp_path, capsys, url, message):
+    argv = ["load", "--url", url, "--model", "m", "--tokenizer", str(tmp_path), "--json", str(tmp_path / "r.json")]
+    assert main(argv) == 2
+    out = capsys.readouterr()
+    assert message in out.err
+    assert "s3cr3t" not in out.out + out.err
+    assert not (tmp_path / "r.json").exists()
