@@ -21,9 +21,11 @@ from perfsuite.metrics import SLO
 from perfsuite.report import claims_table, comparison_table, matrix_table, verdict_table
 from perfsuite.runner import measure, provenance
 from perfsuite.session import PerfOptions, PerfSession
+from perfsuite.signals import SigtermAsInterrupt
 from perfsuite.workloads import Workload, get_workload
 
 SESSION = pytest.StashKey[PerfSession]()
+SIGTERM = pytest.StashKey[SigtermAsInterrupt]()
 # What each point of a load sweep keeps (the report plots them; calculator.meets_slo reads them).
 SWEEP_KEYS = (
     "request_throughput",
@@ -135,6 +137,8 @@ def options_from_config(config: pytest.Config) -> PerfOptions:
 
 
 def pytest_configure(config: pytest.Config) -> None:
+    config.stash[SIGTERM] = SigtermAsInterrupt()  # SIGTERM (a CI cancel) ends the run as Ctrl-C does
+    config.stash[SIGTERM].install()
     config.addinivalue_line("markers", "perf: a performance test that drives real load through a serving framework")
     config.addinivalue_line(
         "markers",
@@ -153,6 +157,8 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
+    if (sigterm := config.stash.get(SIGTERM, None)) is not None:
+        sigterm.uninstall()
     session = config.stash.get(SESSION, None)
     if session is not None:
         session.close()
