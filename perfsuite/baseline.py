@@ -8,17 +8,16 @@ files the baseline being replaced under history/ so that trends can be drawn.
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import re
 import statistics
-import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import jsonschema
 
+from perfsuite import jsonfile
 from perfsuite.decision import decide
 from perfsuite.errors import BaselineError
 from perfsuite.metrics import METRICS
@@ -82,55 +81,67 @@ def _safe_name(test_id: str) -> str:
     return re.sub(r"[^A-Za-z0-9._\-\[\],=+]", "_", name)
 
 
-def baseline_path(baseline_dir: str | os.PathLike, profile: str, test_id: str) -> Path:
-    return Path(baseline_dir) / profile / f"{_safe_name(test_id)}.json"
+# A profile name from a user's own catalog: lower case, no path separator, not starting with a dot.
+_PROFILE_NAME = re.compile(r"[a-z0-9][a-z0-9._-]*")
+
+
+def _known_profiles() -> set[str]:
+    from perfsuite.hardware import load_catalog
+
+    profiles, aliases = load_catalog()
+    return {*profiles, *aliases}
+
+
+def baseline_path(baseline_dir: str | os.PathLike, profile: str, test_id: str, where: str = "") -> Path:
+    """<baseline_dir>/<profile>/<test id made a file name>.json, never outside `baseline_dir`.
+
+    `profile` and `test_id` may come from a results file: a profile must be a catalog name (or
+    alias) or look like one (lower case letters, digits, '.', '_', '-'; not starting with a dot),
+    and the path must stay inside `baseline_dir`. Otherwise a BaselineError names the field, as
+    `where` + ".profile" (e.g. where="measurements[3]").
+    """
+    field = f"{where}." if where else ""
+    if not isinstance(profile, str) or not (profile in _known_profiles() or _PROFILE_NAME.fullmatch(profile)):
+        raise BaselineError(
+            f"{field}profile {profile!r}: not a hardware profile name (lower case letters, digits, '.', '_', '-'); "
+            "refused: it would choose a path outside the baseline folder"
+        )
+    if not isinstance(test_id, str) or not test_id:
+        raise BaselineError(f"{field}test_id {test_id!r}: not a test id")
+    root = Path(baseline_dir)
+    path = root / profile / f"{_safe_name(test_id)}.json"
+    inside = Path(os.path.abspath(root)).resolve()
+    if not Path(os.path.abspath(path)).resolve().is_relative_to(inside):
+        raise BaselineError(f"{field}profile {profile!r}, {field}test_id {test_id!r}: the path leaves {root}; refused")
+    return path
 
 
 def load_baseline(path: str | os.PathLike) -> dict | None:
-    """The baseline at `path`, None if there is none; BaselineError naming the file and field if bad."""
+    """The baseline at `path`, None if there is none; BaselineError naming the file and field if bad
+    (NaN and infinities included: they are not JSON)."""
     path = Path(path)
     if not path.exists():
         return None
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, UnicodeDecodeError) as exc:
-        raise BaselineError(f"{path}: cannot read it ({exc})") from exc
-    except json.JSONDecodeError as exc:
-        raise BaselineError(
-            f"{path}: not valid JSON at line {exc.lineno} column {exc.colno}: {exc.msg}; "
-            "fix it, or delete it and rerun with --perf-update-baselines"
-        ) from exc
+    hint = "fix it, or delete it and rerun with --perf-update-baselines"
+    data = jsonfile.load(path, "baseline", BaselineError, hint=hint)
     try:
         jsonschema.validate(data, SCHEMA)
     except jsonschema.ValidationError as exc:
         where = ".".join(str(p) for p in exc.absolute_path) or "(top level)"
-        raise BaselineError(
-            f"{path}: field {where}: {exc.message}; fix it, or delete the file and rerun with --perf-update-baselines"
-        ) from exc
+        raise BaselineError(f"{path}: field {where}: {exc.message}; {hint}") from exc
     return data
 
 
 def write_baseline(path: str | os.PathLike, data: dict) -> Path:
-    """Validate and write `data` to `path` atomically: a reader sees the old file or the new, never half."""
+    """Validate and write `data` to `path` atomically: a reader sees the old file or the new, never half.
+    Strict JSON: a non-finite number is null, so one where the schema wants a number is refused."""
     path = Path(path)
     try:
-        jsonschema.validate(data, SCHEMA)
+        jsonschema.validate(jsonfile.finite(data), SCHEMA)
     except jsonschema.ValidationError as exc:
         where = ".".join(str(p) for p in exc.absolute_path) or "(top level)"
         raise BaselineError(f"{path}: not written, field {where}: {exc.message}") from exc
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(data, f, indent=2, sort_keys=True, allow_nan=False)
-            f.write("\n")
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    return jsonfile.write_atomic(path, data, sort_keys=True)
 
 
 def history_dir(path: str | os.PathLike) -> Path:

@@ -7,15 +7,16 @@ import argparse
 import json
 import os
 import sys
+import urllib.parse
 from dataclasses import asdict, replace
 from pathlib import Path
 
 from tabulate import tabulate
 
+from perfsuite import jsonfile
 from perfsuite.baseline import baseline_path, load_baseline, make_baseline, promote, successor
 from perfsuite.cost import cost_per_million
 from perfsuite.errors import BaselineError, PerfsuiteError, UsageError
-from perfsuite.jsonfile import write_atomic
 
 __all__ = ["main"]
 
@@ -41,14 +42,7 @@ def _cost(args: argparse.Namespace) -> int:
 def read_results(path: str | os.PathLike) -> dict:
     """A results file written by --perf-results, checked enough to approve from."""
     p = Path(path)
-    try:
-        data = json.loads(p.read_text())
-    except OSError as exc:
-        raise UsageError(f"{p}: cannot read it ({exc.strerror})") from exc
-    except json.JSONDecodeError as exc:
-        raise UsageError(
-            f"{p}: not valid JSON (line {exc.lineno}: {exc.msg}); pass the file --perf-results wrote"
-        ) from exc
+    data = jsonfile.load(p, "results file", UsageError, hint="pass the file --perf-results wrote")
     if not isinstance(data, dict) or not isinstance(data.get("measurements"), list):
         raise UsageError(f"{p}: no 'measurements' list; pass the file --perf-results wrote")
     for i, m in enumerate(data["measurements"]):
@@ -95,14 +89,21 @@ def _above_bound(m: dict) -> str | None:
 
 def _approve(args: argparse.Namespace) -> int:
     data = read_results(args.results)
-    chosen = [m for m in data["measurements"] if not args.test or any(t in m["test_id"] for t in args.test)]
+    chosen = [
+        (i, m)
+        for i, m in enumerate(data["measurements"])
+        if not args.test or any(t in str(m["test_id"]) for t in args.test)
+    ]
     if not chosen:
         raise UsageError(f"{args.results}: no measurement matches {args.test}")
     rows = []
     # Build every document first: nothing is written unless all of them are good.
     plans = []
-    for m in chosen:
-        path = baseline_path(args.baseline_dir, m["profile"], m["test_id"])
+    for i, m in chosen:
+        try:
+            path = baseline_path(args.baseline_dir, m["profile"], m["test_id"], where=f"measurements[{i}]")
+        except BaselineError as exc:
+            raise BaselineError(f"{args.results}: {exc}; nothing written") from None
         measured = _measurement(args.results, m)
         if why := measured.why_not_a_baseline():
             rows.append([m["test_id"], m["profile"], f"skipped: {why}"])
@@ -133,7 +134,32 @@ def _metric_names(framework: str):
     return MetricNames(**{f.name: tuple(n for k in known for n in getattr(k, f.name)) for f in fields(MetricNames)})
 
 
+def _check_url(url: str, key_env: str) -> None:
+    """A UsageError unless `url` is an http(s) base URL with a host and nothing secret in it (no
+    user:password@, no query): the URL is recorded in the results. The URL is echoed only when safe."""
+    parts = urllib.parse.urlsplit(url)
+    if "@" in parts.netloc:
+        raise UsageError(
+            f"--url: credentials in the URL are refused (the URL is recorded in the results); "
+            f"put the token in ${key_env} (sent as a bearer token) and give the URL without them"
+        )
+    if parts.query or parts.fragment:
+        raise UsageError(
+            f"--url: give a base URL without a query or fragment (a token there would be recorded); "
+            f"put a token in ${key_env}"
+        )
+    if parts.scheme not in ("http", "https"):
+        raise UsageError(f"--url {url!r}: give an http or https URL, e.g. http://127.0.0.1:8000")
+    try:
+        _ = parts.port  # raises on a bad port
+    except ValueError as exc:
+        raise UsageError(f"--url {url!r}: bad port ({exc})") from None
+    if not parts.hostname:
+        raise UsageError(f"--url {url!r}: no host; e.g. http://127.0.0.1:8000")
+
+
 def _load(args: argparse.Namespace) -> int:
+    _check_url(args.url, args.api_key_env)
     from transformers import AutoTokenizer
 
     from perfsuite.hardware import resolve_profile
@@ -211,7 +237,7 @@ def _load(args: argparse.Namespace) -> int:
     if m.failed:
         print(f"perfsuite: {m.verdict.value}: " + "; ".join(m.judgement.notes), file=sys.stderr)
     if args.json:
-        write_atomic(Path(args.json), {"schema": 1, "profile": profile.name, "measurements": [m.to_dict()]})
+        jsonfile.write_atomic(args.json, {"schema": 1, "profile": profile.name, "measurements": [m.to_dict()]})
         print(f"wrote {args.json}")
     return 1 if m.failed else 0
 
@@ -304,7 +330,7 @@ def _merge(args: argparse.Namespace) -> int:
         "claims": claims,
         "merged_from": list(args.results),
     }
-    Path(args.output).write_text(json.dumps(merged, indent=2, default=str))
+    jsonfile.write_atomic(args.output, merged)
     print(matrix_table(merged["matrix"]))
     print(f"wrote {args.output}: {len(measurements)} measurements from {len(args.results)} files")
     return 0
@@ -391,7 +417,7 @@ def _calc(args: argparse.Namespace) -> int:
         models = {k: models[k] for k in args.api}
     r = calculate(traffic, throughput, price, models, args.devices)
     if args.json:
-        print(json.dumps(r | {"notes": notes, "price_basis": priced}, indent=2))
+        print(jsonfile.dumps(r | {"notes": notes, "price_basis": priced}))
         return 0
     sh, t = r["self_hosted"], r["traffic"]
     rows = [

@@ -15,6 +15,7 @@ import os
 import shlex
 import shutil
 import subprocess
+import time
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,9 +33,12 @@ __all__ = [
     "run_argv",
     "why_not_runnable",
     "hub_secrets",
+    "remove_leftovers",
 ]
 
 HOST_ROOTFS = "host"  # the image name that means: run on the host's own file system (no registry needed)
+LABEL = "perfsuite=1"  # on every container perfsuite starts
+OWNER_LABEL = "perfsuite.owner"  # "<pid>@<start time>" of the process that started it
 
 
 @dataclass(frozen=True)
@@ -136,7 +140,7 @@ class ContainerSpec:
 
 def run_argv(engine: ContainerEngine, spec: ContainerSpec) -> list[str]:
     """`ENGINE run ...` for `spec`: attached, removed when it exits, labelled as perfsuite's."""
-    argv = [*engine.argv, "run", "--rm", "--name", spec.name, "--label", "perfsuite=1"]
+    argv = [*engine.argv, "run", "--rm", "--name", spec.name, "--label", LABEL, "--label", _owner()]
     argv += ["--stop-timeout", str(spec.stop_timeout_s)]
     if spec.network_host:
         argv += ["--network", "host"]
@@ -158,6 +162,51 @@ def run_argv(engine: ContainerEngine, spec: ContainerSpec) -> list[str]:
     else:
         argv.append(spec.image)
     return argv + list(spec.command)
+
+
+def _owner() -> str:
+    me = psutil.Process()
+    return f"{OWNER_LABEL}={me.pid}@{me.create_time():.0f}"
+
+
+def _owner_gone(owner: str) -> bool:
+    """True when the process an owner label names ("<pid>@<start time>") has ended (its pid unused, or
+    used by a later process); False when it runs or the label cannot be read."""
+    pid, _, started = owner.partition("@")
+    try:
+        proc = psutil.Process(int(pid))
+        return bool(started) and abs(proc.create_time() - float(started)) > 2
+    except psutil.NoSuchProcess:
+        return True
+    except (ValueError, psutil.Error):
+        return False
+
+
+def remove_leftovers(engine: ContainerEngine, timeout_s: float = 120) -> list[str]:
+    """Remove the containers perfsuite started in runs whose process has ended (killed before it could
+    clean up); their names. Containers of a live run, and labelled ones without an owner (started by an
+    older perfsuite, maybe still running), are left alone. Gives up at `timeout_s`."""
+    deadline = time.monotonic() + timeout_s
+
+    def run(*args: str) -> subprocess.CompletedProcess | None:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            return None
+        with contextlib.suppress(OSError, subprocess.TimeoutExpired):
+            return engine.run(*args, timeout_s=left)
+        return None
+
+    listed = run("ps", "-a", "--filter", f"label={LABEL}", "--format", "{{.Names}}")
+    removed = []
+    for name in listed.stdout.split() if listed and listed.returncode == 0 else []:
+        owner = run("inspect", "--format", f'{{{{index .Config.Labels "{OWNER_LABEL}"}}}}', name)
+        label = owner.stdout.strip() if owner and owner.returncode == 0 else ""
+        if not label or label == "<no value>" or not _owner_gone(label):
+            continue
+        done = run("rm", "-f", name)
+        if done and done.returncode == 0:
+            removed.append(name)
+    return removed
 
 
 class ContainerServer(ServerProcess):

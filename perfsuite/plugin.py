@@ -17,8 +17,10 @@ from perfsuite.hardware import check_profile, resolve_profile
 from perfsuite.recorder import Recorder
 from perfsuite.report import claims_table, matrix_table, verdict_table
 from perfsuite.session import PerfOptions, PerfSession
+from perfsuite.signals import SigtermAsInterrupt
 
 SESSION = pytest.StashKey[PerfSession]()
+SIGTERM = pytest.StashKey[SigtermAsInterrupt]()
 # (option, ini name, help, kind). Every option can also be set in the ini file / pyproject.
 _OPTIONS = [
     ("--gpu", "perf_gpu", "hardware profile from the catalog: cpu (default), a100, a100-40gb, h100, ...", "string"),
@@ -164,6 +166,13 @@ def pytest_configure(config: pytest.Config) -> None:
         config.stash[SESSION] = PerfSession(options, profile)
     except UsageError as exc:
         raise pytest.UsageError(str(exc)) from None
+    config.stash[SIGTERM] = SigtermAsInterrupt()  # SIGTERM (a CI cancel) ends the run as Ctrl-C does
+    config.stash[SIGTERM].install()
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    if (sigterm := config.stash.get(SIGTERM, None)) is not None:
+        sigterm.uninstall()
 
 
 def pytest_report_header(config: pytest.Config) -> list[str]:

@@ -11,16 +11,17 @@ from __future__ import annotations
 import datetime as dt
 import html
 import json
-import math
 import os
 import re
 from importlib import resources
 from pathlib import Path
 
+from perfsuite import jsonfile
 from perfsuite.baseline import history_dir
 from perfsuite.calculator import Catalogs, load_catalogs
-from perfsuite.slo import SLO, sustainable_point
+from perfsuite.errors import PerfsuiteError
 from perfsuite.report import markdown_report, selection_matrix, trustworthy
+from perfsuite.slo import SLO, sustainable_point
 
 __all__ = ["report_data", "render_html", "write_reports"]
 
@@ -28,30 +29,20 @@ __all__ = ["report_data", "render_html", "write_reports"]
 TREND_METRICS = ("request_throughput", "ttft_p50_ms", "cost_per_1m_requests")
 
 
-def _finite(obj):
-    """`obj` with NaN and infinities as None: JSON.parse rejects them."""
-    if isinstance(obj, float):
-        return obj if math.isfinite(obj) else None
-    if isinstance(obj, dict):
-        return {k: _finite(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_finite(v) for v in obj]
-    return obj
-
-
-def _trend(baseline_dir: Path, profile: str, test_id: str) -> list[dict]:
-    """One point per stored baseline of `test_id` (the history, then the current one), oldest first."""
+def _trend(baseline_dir: Path, profile: str, test_id: str, where: str = "") -> list[dict]:
+    """One point per stored baseline of `test_id` (the history, then the current one), oldest first.
+    A profile or test id that would lead outside `baseline_dir` is a BaselineError naming `where`."""
     from perfsuite.baseline import baseline_path
 
-    current = baseline_path(baseline_dir, profile, test_id)
+    current = baseline_path(baseline_dir, profile, test_id, where=where)
     files = sorted(history_dir(current).glob("*.json")) if history_dir(current).is_dir() else []
     if current.exists():
         files.append(current)
     points = []
     for f in files:
         try:
-            doc = json.loads(f.read_text())
-        except (OSError, json.JSONDecodeError):
+            doc = jsonfile.load(f, "baseline")
+        except PerfsuiteError:
             continue  # the report is for reading; the gate itself reports a broken baseline
         prov = doc.get("provenance", {})
         values = {k: doc.get("metrics", {}).get(k, {}).get("value") for k in TREND_METRICS}
@@ -115,11 +106,11 @@ def report_data(results: dict, catalogs: Catalogs | None = None, baseline_dir: s
         peak.setdefault(row["framework"], {})[row["profile"]] = row["request_throughput"]
     trends = {}
     if baseline_dir is not None:
-        for m in ms:
-            points = _trend(Path(baseline_dir), m["profile"], m["test_id"])
+        for i, m in enumerate(ms):
+            points = _trend(Path(baseline_dir), m["profile"], m["test_id"], where=f"measurements[{i}]")
             if points:
                 trends[f"{m['test_id']} ({m['profile']})"] = points
-    return _finite(
+    return jsonfile.finite(
         {
             "generated": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
             "profile": results.get("profile"),
@@ -140,9 +131,14 @@ def _asset(name: str) -> str:
     return resources.files("perfsuite").joinpath(f"data/{name}").read_text()
 
 
+# Inside a <script> element, `</script`, and `<!--` followed by `<script`, change where the element ends:
+# the data holds no <, > or & at all (JSON.parse reads the escapes back as the same characters).
+_SCRIPT_SAFE = str.maketrans({"<": "\\u003c", ">": "\\u003e", "&": "\\u0026"})
+
+
 def render_html(data: dict, title: str = "perfsuite report") -> str:
-    """The page: template + inlined CSS, JS and data (a JSON script element, '</' escaped)."""
-    payload = json.dumps(data, separators=(",", ":"), allow_nan=False).replace("</", "<\\/")
+    """The page: template + inlined CSS, JS and data (a JSON script element, <, > and & escaped)."""
+    payload = json.dumps(data, separators=(",", ":"), allow_nan=False).translate(_SCRIPT_SAFE)
     values = {"TITLE": html.escape(title), "CSS": _asset("report.css"), "DATA": payload, "JS": _asset("report.js")}
     # One pass, so a placeholder-like string inside the data is never substituted.
     return re.sub(r"\{\{(TITLE|CSS|DATA|JS)\}\}", lambda m: values[m.group(1)], _asset("report.html"))
@@ -175,8 +171,11 @@ def write_reports(
     md += f"\nThe full report, with plots and the cost calculator: `{html_path.name}` (open it in a browser).\n"
     for path, text in ((md_path, md), (html_path, render_html(data, f"perfsuite report: {profile}"))):
         tmp = path.with_name(f".{path.name}.tmp")
-        tmp.write_text(text)
-        os.replace(tmp, path)
+        try:
+            tmp.write_text(text)
+            os.replace(tmp, path)
+        finally:
+            tmp.unlink(missing_ok=True)
     return md_path, html_path
 
 

@@ -9,10 +9,12 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import os
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.error
 import urllib.request
@@ -24,6 +26,9 @@ import psutil
 from perfsuite.errors import ServerError
 
 __all__ = ["free_port", "wait_for", "ServerProcess", "http_ok"]
+
+# The longest path of a server's temporary folder that leaves room for a socket name under it.
+_MAX_TMP_PATH = 64
 
 
 def free_port() -> int:
@@ -99,6 +104,7 @@ class ServerProcess:
         stop_timeout_s: float = 30.0,
         cwd: str | os.PathLike | None = None,
         cpus: set[int] | None = None,
+        tmp_dir: str | os.PathLike | None = None,
     ) -> None:
         self.name = name
         self.cpus = cpus
@@ -109,18 +115,35 @@ class ServerProcess:
         self.start_timeout_s = start_timeout_s
         self.stop_timeout_s = stop_timeout_s
         self.cwd = cwd
+        # The child's TMPDIR: its own folder beside the log (tmp-<log name>, e.g. tmp-vllm-8000),
+        # removed after stop(), so that nothing it leaves in a temporary folder outlives it.
+        self.tmp_dir = Path(tmp_dir) if tmp_dir else self.log_path.parent / f"tmp-{self.log_path.stem}"
+        self._short_tmp: Path | None = None
         self.proc: subprocess.Popen | None = None
         self._known: dict[int, psutil.Process] = {}
 
+    def _child_env(self) -> dict[str, str]:
+        """The environment given (or ours) with TMPDIR, TEMP and TMP on this server's own folder. Unix
+        socket paths are limited to 107 bytes (vLLM puts a 36-character name under TMPDIR): a folder
+        whose path is too long for that is replaced by a short one in the system's temporary folder,
+        removed after stop() all the same."""
+        self.tmp_dir.mkdir(parents=True, exist_ok=True)
+        if len(str(self.tmp_dir.resolve())) > _MAX_TMP_PATH:
+            self._short_tmp = self.tmp_dir = Path(tempfile.mkdtemp(prefix=f"ps-{self.log_path.stem[:16]}-"))
+        env = dict(os.environ if self.env is None else self.env)
+        env.update(TMPDIR=str(self.tmp_dir), TEMP=str(self.tmp_dir), TMP=str(self.tmp_dir))
+        return env
+
     def start(self) -> ServerProcess:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        env = self._child_env()
         with open(self.log_path, "ab") as log:
             self.proc = subprocess.Popen(
                 self.argv,
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
-                env=self.env,
+                env=env,
                 cwd=self.cwd,
                 start_new_session=True,
                 preexec_fn=_child_setup(self.cpus),
@@ -175,9 +198,16 @@ class ServerProcess:
         return procs
 
     def stop(self) -> None:
-        """SIGTERM the process group, wait, then SIGKILL whatever of the tree is left."""
+        """SIGTERM the process group, wait, then SIGKILL whatever of the tree is left; remove the
+        server's temporary folder."""
         if self.proc is None:
             return
+        try:
+            self._stop_tree()
+        finally:
+            shutil.rmtree(self.tmp_dir, ignore_errors=True)
+
+    def _stop_tree(self) -> None:
         self.tree()
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(self.proc.pid, signal.SIGTERM)

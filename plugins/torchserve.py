@@ -198,7 +198,6 @@ class TorchServePlugin:
         config.write_text(config_properties(ports, store, log_config))
         engine_cpus, client_cpus = cpu_split(profile)
         env = child_env(
-            TMPDIR=str(tmp),  # pid file and worker sockets: one set per instance
             LOG_LOCATION=str(logs),
             METRICS_LOCATION=str(logs),
             TS_DISABLE_TOKEN_AUTHORIZATION="true",
@@ -219,6 +218,7 @@ class TorchServePlugin:
             start_timeout_s=start_timeout_s,
             stop_timeout_s=20,
             cwd=home,
+            tmp_dir=tmp,  # its TMPDIR: pid file and worker sockets, one set per instance
             cpus=client_cpus,  # the Java front end; the handler moves its worker to engine_cpus
         )
         proc.start()

@@ -390,8 +390,8 @@ def test_write_failing_midway_keeps_old_file_and_leaves_no_temp(tmp_path):
     write_baseline(path, valid_doc())
     before = path.read_bytes()
     bad = valid_doc()
-    bad["metrics"]["request_throughput"]["value"] = math.nan  # a number to the schema; JSON cannot hold it
-    with pytest.raises(ValueError):
+    bad["metrics"]["request_throughput"]["value"] = math.nan  # JSON cannot hold it: null, not a number
+    with pytest.raises(BaselineError, match="field metrics.request_throughput.value"):
         write_baseline(path, bad)
     assert path.read_bytes() == before
     assert [p.name for p in tmp_path.iterdir()] == ["t.json"]
@@ -554,3 +554,38 @@ def test_a_profile_floor_above_the_cap_is_kept():
     b = make_baseline(m, min_tolerance={"ms": 1.0, "req/s": 0.1})
     assert b["metrics"]["ttft_p50_ms"]["tolerance"] == 1.0
     assert b["metrics"]["request_throughput"]["tolerance"] == 0.1
+
+
+@pytest.mark.parametrize("profile", ["../../outside", "..", "", "/etc", "cpu/../..", ".hidden", "A100", None])
+def test_baseline_path_refuses_a_profile_that_is_not_a_profile_name(profile):
+    with pytest.raises(BaselineError, match=r"measurements\[3\]\.profile"):
+        baseline_path("b", profile, "t.py::test", where="measurements[3]")
+
+
+@pytest.mark.parametrize("profile", ["cpu", "a100", "a100-80gb", "my-gpu.v2", "rtx_4090"])
+def test_baseline_path_takes_catalog_and_user_catalog_names(profile):
+    assert baseline_path("b", profile, "t.py::test").parent == Path("b", profile)
+
+
+def test_baseline_path_never_leaves_the_folder_whatever_the_test_id(tmp_path):
+    for test_id in ("../../x", "..", "/etc/passwd", "a/../../../b::c"):
+        p = baseline_path(tmp_path, "cpu", test_id)
+        assert p.resolve().is_relative_to((tmp_path / "cpu").resolve())
+
+
+@pytest.mark.parametrize("constant", ["NaN", "Infinity", "-Infinity"])
+def test_load_refuses_non_finite_numbers_naming_file_and_field(tmp_path, constant):
+    path = tmp_path / "b.json"
+    path.write_text(json.dumps(valid_doc()).replace('"value": 12.5', f'"value": {constant}'))
+    with pytest.raises(BaselineError) as exc:
+        load_baseline(path)
+    assert str(path) in str(exc.value) and "metrics.request_throughput.value" in str(exc.value)
+
+
+def test_write_is_strict_json(tmp_path):
+    doc = valid_doc()
+    doc["provenance"] = {"interval": [-math.inf, math.inf]}
+    path = write_baseline(tmp_path / "b.json", doc)
+    assert json.loads(path.read_text(), parse_constant=lambda c: pytest.fail(c))["provenance"] == {
+        "interval": [None, None]
+    }

@@ -91,7 +91,7 @@ def test_approve_selects_tests(tmp_path):
 @pytest.mark.parametrize(
     ("content", "message"),
     [
-        ("{not json", "not valid JSON (line 1"),
+        ("{not json", "not valid JSON at line 1"),
         ('{"schema": 1}', "no 'measurements' list"),
         ('{"measurements": [{"test_id": "x", "profile": "cpu"}]}', "measurements[0] has no field 'metrics'"),
     ],
@@ -231,3 +231,59 @@ def test_merge_real_runs_from_two_runners(tmp_path, capsys):
     assert sorted({r["profile"] for r in merged["matrix"]}) == ["cpu", "h100"]
     assert merged["merged_from"] == [str(a), str(b)]
     assert main(["merge", str(a), str(a), "-o", str(tmp_path / "twice.json")]) == 2
+
+
+def _files_under(root):
+    return sorted(str(p.relative_to(root)) for p in root.rglob("*"))
+
+
+def test_approve_refuses_a_profile_that_points_outside_the_baseline_folder(tmp_path, capsys):
+    work = tmp_path / "a" / "b"
+    work.mkdir(parents=True)
+    bad = _measurement()
+    bad["profile"] = "../../outside"
+    results = _results(work, _measurement("tests/perf/test_x.py::test_ok[vllm]"), bad)
+    before = _files_under(tmp_path)
+    assert main(["approve", str(results), "--baseline-dir", str(work / "baselines")]) != 0
+    assert _files_under(tmp_path) == before  # nothing written, not even the good measurement's baseline
+    assert "measurements[1].profile" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("command", ["approve", "compare", "merge", "report"])
+def test_results_with_infinity_are_refused_naming_file_and_field(tmp_path, capsys, command):
+    path = tmp_path / "results.json"
+    path.write_text(json.dumps({"schema": 1, "measurements": [_measurement()]}).replace("20.0", "Infinity", 1))
+    (tmp_path / "o").mkdir()
+    other = _results(tmp_path / "o", _measurement("tests/perf/test_x.py::test_other[vllm]"))
+    argv = {
+        "approve": ["approve", str(path), "--baseline-dir", str(tmp_path / "b")],
+        "compare": ["compare", str(other), str(path)],
+        "merge": ["merge", str(other), str(path), "-o", str(tmp_path / "merged.json")],
+        "report": ["report", str(path), "--out", str(tmp_path / "out")],
+    }[command]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert str(path) in err and "measurements[0].metrics.request_throughput is Infinity" in err
+    assert not (tmp_path / "b").exists() and not (tmp_path / "merged.json").exists()
+
+
+@pytest.mark.parametrize(
+    "url, message",
+    [
+        ("ftp://127.0.0.1:8000", "http or https"),
+        ("file:///etc/passwd", "http or https"),
+        ("127.0.0.1:8000", "http or https"),
+        ("http://", "no host"),
+        ("http://127.0.0.1:99999", "port"),
+        ("http://user:s3cr3t-token@127.0.0.1:8000", "$PERFSUITE_API_KEY"),
+        ("https://s3cr3t-token@example.com", "$PERFSUITE_API_KEY"),
+        ("http://127.0.0.1:8000/?api_key=s3cr3t-token", "query"),
+    ],
+)
+def test_load_refuses_a_bad_url_and_never_prints_credentials(tmp_path, capsys, url, message):
+    argv = ["load", "--url", url, "--model", "m", "--tokenizer", str(tmp_path), "--json", str(tmp_path / "r.json")]
+    assert main(argv) == 2
+    out = capsys.readouterr()
+    assert message in out.err
+    assert "s3cr3t" not in out.out + out.err
+    assert not (tmp_path / "r.json").exists()

@@ -1,8 +1,11 @@
 """The container launch mode: command lines for Docker and Podman, and a real container on the host's
 file system through Podman (skipped, with the reason, where no engine works)."""
 
+import os
+import subprocess
 import sys
 import time
+import uuid
 
 import psutil
 import pytest
@@ -98,3 +101,35 @@ def test_a_container_that_exits_at_start_fails_with_its_log_and_is_removed(tmp_p
         server.start()
     assert "bad flag" in str(err.value) and time.monotonic() - t0 < 60
     assert spec.name not in _containers(engine)
+
+
+def test_containers_are_labelled_with_their_owner_process():
+    argv = run_argv(PODMAN, ContainerSpec("img:1", ["serve"]))
+    labels = [argv[i + 1] for i, a in enumerate(argv) if a == "--label"]
+    assert "perfsuite=1" in labels
+    assert any(lab.startswith(f"perfsuite.owner={os.getpid()}@") for lab in labels)
+
+
+def test_leftovers_of_a_killed_run_are_removed_and_a_live_runs_kept(tmp_path):
+    from perfsuite.container import remove_leftovers
+
+    engine = _engine_or_skip()
+    ended = subprocess.Popen([sys.executable, "-c", "pass"])
+    ended.wait()
+    me = psutil.Process()
+    owners = {"dead": f"{ended.pid}@{time.time():.0f}", "live": f"{me.pid}@{me.create_time():.0f}"}
+    names = {k: f"perfsuite-test-{k}-{uuid.uuid4().hex[:8]}" for k in owners}
+    try:
+        for k, owner in owners.items():
+            done = engine.run(
+                *("run", "-d", "--name", names[k], "--label", "perfsuite=1", "--label", f"perfsuite.owner={owner}"),
+                *("--network", "host", "--rootfs", "/:O", "sleep", "300"),
+                timeout_s=60,
+            )
+            assert done.returncode == 0, done.stderr
+        removed = remove_leftovers(engine, timeout_s=120)
+        assert names["dead"] in removed and names["live"] not in removed
+        assert names["dead"] not in _containers(engine) and names["live"] in _containers(engine)
+    finally:
+        for name in names.values():
+            engine.run("rm", "-f", "-t", "0", name, timeout_s=60)

@@ -143,3 +143,75 @@ def test_latency_histograms_keep_every_value(values):
     assert h["edges"] == sorted(h["edges"])
     assert h["edges"][0] == pytest.approx(min(values), rel=1e-3)
     assert histogram([]) == {} and histogram([float("nan")]) == {}
+
+
+def test_report_refuses_a_profile_that_points_outside_the_baseline_folder(tmp_path, capsys):
+    outside = tmp_path / "outside" / "history" / "x"
+    outside.mkdir(parents=True)
+    results = tmp_path / "results.json"
+    m = {"test_id": "x", "profile": "../outside", "framework": "vllm", "metrics": {}}
+    results.write_text(json.dumps({"schema": 1, "measurements": [m]}))
+    base = tmp_path / "baselines"
+    assert main(["report", str(results), "--out", str(tmp_path / "out"), "--baseline-dir", str(base)]) != 0
+    assert "measurements[0].profile" in capsys.readouterr().err
+
+
+def _script_text(page: str, start_tag: str) -> str:
+    """The text of the script element opened by `start_tag`, ended where an HTML parser ends it: the
+    WHATWG tokenizer's script data states, in which `<!--` then `<script` ("double escaped") hide the
+    next `</script>` (html.spec.whatwg.org, 13.2.5.15-13.2.5.31; Python's html.parser skips them)."""
+    begin = page.index(start_tag) + len(start_tag)
+    low = page.lower()
+
+    def tag_at(i: int, name: str = "script") -> bool:
+        return low.startswith(name, i) and i + len(name) < len(low) and low[i + len(name)] in " \t\n\f/>"
+
+    state, i = "data", begin
+    while i < len(page):
+        if state == "data":
+            if page.startswith("</", i) and tag_at(i + 2):
+                return page[begin:i]
+            if page.startswith("<!--", i):
+                state, i = "escaped", i + 4
+                continue
+        elif state == "escaped":
+            if page.startswith("-->", i):
+                state, i = "data", i + 3
+                continue
+            if page.startswith("</", i) and tag_at(i + 2):
+                return page[begin:i]
+            if page[i] == "<" and tag_at(i + 1):
+                state, i = "double", i + 7
+                continue
+        elif state == "double":
+            if page.startswith("-->", i):
+                state, i = "data", i + 3
+                continue
+            if page.startswith("</", i) and tag_at(i + 2):
+                state, i = "escaped", i + 8
+                continue
+        i += 1
+    raise AssertionError("the script element never ends: the rest of the page is inside it")
+
+
+@pytest.mark.parametrize("evil", ["</script><!--<script>", "<!--<script>", "a & b > c <!-- <script x>"])
+def test_markup_in_any_string_survives_in_the_page_data(evil):
+    results = {
+        "profile": "cpu",
+        "claims": [{"claim": evil, "verdict": "held", "evidence": evil}],
+        "measurements": [
+            {
+                "test_id": f"tests/x.py::test_{evil}",
+                "framework": "vllm",
+                "profile": "cpu",
+                "workload": {"name": evil},
+                "notes": [evil],
+                "metrics": {"request_throughput": 10.0},
+            }
+        ],
+    }
+    data = report_data(results)
+    page = render_html(data)
+    text = _script_text(page, '<script type="application/json" id="perfsuite-data">')
+    assert json.loads(text) == json.loads(json.dumps(data))
+    assert "<" not in text and ">" not in text and "&" not in text

@@ -1,14 +1,18 @@
 """ServerProcess against real subprocesses: readiness, early exit, start timeout, and whole-tree stop."""
 
+import json
 import os
 import signal
 import socket
 import sys
+import tempfile
 import textwrap
+from pathlib import Path
 
 import psutil
 import pytest
 
+import perfsuite.server as server_module
 from perfsuite.errors import ServerError
 from perfsuite.server import ServerProcess, free_port, http_ok, wait_for
 
@@ -216,3 +220,44 @@ def test_free_port_and_http_ok_on_nothing():
         s.bind(("127.0.0.1", port))  # it is free
     assert not http_ok(f"http://127.0.0.1:{port}/", timeout_s=1)
     assert not http_ok("not a url")
+
+
+TELL_TMP = """
+import json, os, sys, tempfile, time
+seen = {k: os.environ.get(k) for k in ("TMPDIR", "TEMP", "TMP", "KEPT")}
+seen["gettempdir"] = tempfile.gettempdir()
+open(sys.argv[1], "w").write(json.dumps(seen))
+time.sleep(60)
+"""
+
+
+@pytest.mark.parametrize("room", [4096, 8], ids=["beside-the-log", "short-path-fallback"])
+def test_a_server_gets_a_private_tmpdir_removed_after_stop(tmp_path, monkeypatch, cleanup, room):
+    monkeypatch.setattr(server_module, "_MAX_TMP_PATH", room)
+    told = tmp_path / "told.json"
+    sp = ServerProcess(
+        "tell",
+        [sys.executable, script(tmp_path, "tell.py", TELL_TMP), told],
+        tmp_path / "logs" / "tell-1234.log",
+        ready=told.exists,
+        env={**os.environ, "KEPT": "yes"},
+        start_timeout_s=30,
+    )
+    cleanup(sp)
+    sp.start()
+    seen = json.loads(told.read_text())
+    private = sp.tmp_dir
+    if room > 100:
+        assert private == tmp_path / "logs" / "tmp-tell-1234"
+    else:  # too long for a socket name under it: a short one in the system's temporary folder
+        assert private.parent == Path(tempfile.gettempdir()) and private.name.startswith("ps-tell-1234-")
+    assert seen == {
+        "TMPDIR": str(private),
+        "TEMP": str(private),
+        "TMP": str(private),
+        "KEPT": "yes",
+        "gettempdir": str(private),
+    }
+    (private / "litter.sock").write_text("")
+    sp.stop()
+    assert not private.exists()
