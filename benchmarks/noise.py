@@ -18,7 +18,8 @@ from transformers import AutoTokenizer
 
 from perfsuite.frameworks import EngineSettings
 from perfsuite.hardware import resolve_profile
-from perfsuite.loadgen import Load, OpenAIProtocol
+from perfsuite.loadgen import Load
+from perfsuite.protocols import OpenAIProtocol
 from perfsuite.model import build_model, corpus_text
 from perfsuite.runner import measure
 from perfsuite.workloads import PromptBuilder, get_workload

@@ -20,7 +20,6 @@ import numpy as np
 
 from perfsuite.errors import UsageError
 from perfsuite.protocols import TOKEN, EventKind, StreamProtocol
-from perfsuite.protocols import OpenAIProtocol as OpenAIProtocol  # noqa: F401  cli.py and frameworks.py import it here
 from perfsuite.workloads import RequestSpec
 
 __all__ = [

@@ -322,9 +322,16 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
 
 def pytest_terminal_summary(terminalreporter, config: pytest.Config) -> None:
     s = config.stash.get(SESSION, None)
-    if s is None or not (s.measurements or s.claims):
+    if s is None:
         return
     tr = terminalreporter
+    if s.leftovers_removed:
+        tr.write_line(f"perfsuite: removed containers a killed earlier run left: {', '.join(s.leftovers_removed)}")
+    if s.kept_logs:
+        why = "" if s.keep_logs else " (kept because a test failed)"
+        tr.write_line(f"perfsuite: server logs: {s.kept_logs}{why}")
+    if not (s.measurements or s.claims):
+        return
     if s.claims:
         tr.write_sep("=", f"perfsuite: claims checked on {s.profile.name}")
         tr.write_line(claims_table(s.claims))
@@ -350,8 +357,5 @@ def pytest_terminal_summary(terminalreporter, config: pytest.Config) -> None:
         tr.write_line(f"baselines written: {len(s.written)} under {s.options.baseline_dir / s.profile.name}")
     if s.options.results:
         tr.write_line(f"results: {s.options.results}")
-    for path in getattr(s, "report_paths", ()):
+    for path in s.report_paths:
         tr.write_line(f"report: {path}")
-    if getattr(s, "kept_logs", None):
-        why = "" if s.keep_logs else " (kept because a test failed)"
-        tr.write_line(f"server logs: {s.kept_logs}{why}")

@@ -146,18 +146,34 @@ class PerfSession:
                 if reason:
                     raise UsageError(f"--frameworks={name}: {reason}")
         self.keep_logs = self.options.log_dir is not None
-        log_dir = self.options.log_dir or Path(tempfile.mkdtemp(prefix="perfsuite-logs-"))
-        log_dir.mkdir(parents=True, exist_ok=True)
-        self.log_dir = log_dir
+        self.log_dir: Path | None = None  # made when the pool opens: a run that starts no server leaves nothing
         self.pool: ServerPool | None = None  # open while the session fixture holds it
+        self.leftovers_removed: list[str] = []  # containers of a killed earlier run, removed at the start
+        self.kept_logs: Path | None = None  # where the server logs stayed at the end, if they did
+        self.report_paths: list[Path] = []
         self._device_note: str | None = None
         self._model: str | None = None
         self._prompts = {}
 
     def open_pool(self) -> ServerPool:
         """The server pool for this run; the caller closes it (`with session.open_pool() as pool:`)."""
+        if self.log_dir is None:
+            self.log_dir = self.options.log_dir or Path(tempfile.mkdtemp(prefix="perfsuite-logs-"))
+            self.log_dir.mkdir(parents=True, exist_ok=True)
+        self.leftovers_removed = self._remove_leftover_containers()
         self.pool = ServerPool(self.profile, self.log_dir, self.options.start_timeout_s, self.roofline_device)
         return self.pool
+
+    @staticmethod
+    def _remove_leftover_containers() -> list[str]:
+        """The containers a killed earlier run left behind, removed before this run starts any server."""
+        from perfsuite.container import engine_from_env, remove_leftovers
+
+        try:
+            engine = engine_from_env()
+        except UsageError:
+            return []  # a bad $PERFSUITE_CONTAINER_ENGINE is reported by the container frameworks themselves
+        return remove_leftovers(engine, timeout_s=60) if engine is not None else []
 
     def why_unavailable(self, name: str) -> str | None:
         """Why framework `name` cannot run here (or None), asked once per session: the checks start a
@@ -297,6 +313,8 @@ class PerfSession:
     def finish(self, tests_failed: bool) -> Path | None:
         """End the run's files: the server logs are kept when --perf-log-dir named their folder or a test
         failed (returns where), else removed."""
+        if self.log_dir is None:
+            return None
         if self.keep_logs or tests_failed:
             return self.log_dir
         shutil.rmtree(self.log_dir, ignore_errors=True)

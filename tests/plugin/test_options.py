@@ -1,6 +1,7 @@
 """The plugin's options and start-up checks, through pytester (no server is started here)."""
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -139,12 +140,33 @@ def test_framework_asked_for_by_name_but_not_installed_is_an_error(pytester, mon
 def test_server_logs_go_to_the_folder_asked_for(pytester):
     pytester.makepyfile(
         """
-        def test_where(perf_session, pytestconfig):
+        def test_where(perf_session, perf_servers, pytestconfig):
             assert perf_session.log_dir == pytestconfig.rootpath / "logs" / "perf"
             assert perf_session.log_dir.is_dir()
         """
     )
     pytester.runpytest("--perf-log-dir=logs/perf").assert_outcomes(passed=1)
+    assert (pytester.path / "logs" / "perf").is_dir()  # named: kept
+
+
+@pytest.mark.parametrize("outcome", ["passed", "failed"])
+def test_the_temporary_log_folder_is_kept_only_when_a_test_failed(pytester, outcome):
+    pytester.makepyfile(
+        f"""
+        def test_logs(perf_session, perf_servers, pytestconfig):
+            (pytestconfig.rootpath / "where").write_text(str(perf_session.log_dir))
+            assert {outcome == "passed"}
+        """
+    )
+    result = pytester.runpytest()
+    result.assert_outcomes(**{outcome: 1})
+    logs = Path((pytester.path / "where").read_text())
+    if outcome == "passed":
+        assert not logs.exists()
+    else:
+        assert logs.is_dir()
+        result.stdout.fnmatch_lines([f"perfsuite: server logs: {logs} (kept because a test failed)"])
+        logs.rmdir()
 
 
 def test_pytest_xdist_is_refused_with_the_reason(pytester):
