@@ -19,7 +19,6 @@ import tempfile
 import time
 from pathlib import Path
 
-from perfsuite_plugins.vllm import VLLMPlugin
 from tabulate import tabulate
 from transformers import AutoTokenizer
 
@@ -30,6 +29,7 @@ from perfsuite.metrics import summarize
 from perfsuite.model import build_model, corpus_text
 from perfsuite.protocols import OpenAIProtocol
 from perfsuite.workloads import PromptBuilder, get_workload
+from perfsuite_plugins.vllm import VLLMPlugin
 
 HERE = Path(__file__).parent
 

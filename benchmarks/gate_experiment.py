@@ -5,14 +5,14 @@ Two steps, so that the expensive one (real vLLM servers) runs once and the rule 
   collect   Start real vLLM servers again and again (every start is a new "CI run"), alternating a
             config A (the suite's default engine settings) and a slowed config B (a lower
             max_num_seqs than the load's concurrency, so fewer requests are decoded at a time), and
-            on each server run many repetitions of the suite's loads through perfsuite.runner.measure.
+            on each server run many repetitions of the suite's loads through perfsuite.runner.run.
             Every repetition's metrics go to a JSON file (benchmarks/data/), written after each
             server session so that a run cut short keeps what it measured.
 
   evaluate  Replay the gate on those repetitions: draw a baseline group of R repetitions from one
             server session and a candidate group of R from another (disjoint, never the same
             session), build the baseline exactly as --perf-update-baselines would (make_baseline with
-            the profile's noise floor) and judge the candidate with session.judge. Both groups hold the
+            the profile's noise floor) and judge the candidate with perfsuite.judge.judge. Both groups hold the
             same seeds (the same prompts), as a CI run and its baseline do. A/A pairs (A vs A) give
             the false-alarm rate; A/B pairs (baseline A, candidate B) the detection rate; A/0.8A pairs
             (A with its throughputs scaled by 0.8 and costs by 1.25) the detection of exactly 20%.
@@ -40,7 +40,9 @@ from perfsuite.decision import CONFIDENCE, decide
 from perfsuite.frameworks import EngineSettings
 from perfsuite.hardware import resolve_profile
 from perfsuite.loadgen import Load
+from perfsuite.measurement import Measurement
 from perfsuite.metrics import METRICS
+from perfsuite.verdict import Verdict
 
 PROFILE_NAME = "cpu"
 # The suite's loads (tests/perf/test_vllm_serving.py): closed loop of 8 users, 48 measured requests.
@@ -60,7 +62,7 @@ def collect(args: argparse.Namespace) -> None:
     from transformers import AutoTokenizer
 
     from perfsuite.model import build_model, corpus_text
-    from perfsuite.runner import measure, provenance
+    from perfsuite.runner import provenance, run
     from perfsuite.workloads import PromptBuilder, get_workload
     from perfsuite_plugins.vllm import VLLMPlugin
 
@@ -100,21 +102,8 @@ def collect(args: argparse.Namespace) -> None:
             for i in range(args.reps):
                 for w in WORKLOADS:  # interleaved, so that drift within a session hits both alike
                     wl = get_workload(w)
-                    m = measure(
-                        server.endpoint,
-                        server.protocol(wl.api),
-                        wl,
-                        Load.closed(8, requests=48, seed=i),
-                        prompts,
-                        profile,
-                        repetitions=1,
-                        procs=server.process.tree,
-                        metrics_url=server.metrics_url,
-                        metric_names=server.metric_names,
-                        check_alive=server.process.check_alive,
-                        client_cpus=server.client_cpus,
-                    )
-                    rep = {k: v for k, v in m["repetitions"][0].items() if k in KEEP}
+                    m = run(server.target(wl.api), wl, Load.closed(8, requests=48, seed=i), prompts, profile)
+                    rep = {k: v for k, v in m.repetitions[0].items() if k in KEEP}
                     session["reps"][w].append({"seed": i, **rep})
         finally:
             server.stop()
@@ -135,7 +124,7 @@ def collect(args: argparse.Namespace) -> None:
 
 def _groups(reps: list[dict], size: int) -> list[list[dict]]:
     """Disjoint groups of `size` consecutive repetitions of one server session. Size 0 is the adaptive
-    length (--perf-budget-s): the shortest run of 3 or more whose request throughput runner.measure
+    length (--perf-budget-s): the shortest run of 3 or more whose request throughput runner.run
     would find precise enough, all of the session's repetitions if none is (the budget)."""
     if size == 0:
         from perfsuite.runner import _stop_reason
@@ -147,23 +136,25 @@ def _groups(reps: list[dict], size: int) -> list[list[dict]]:
     return [reps[i : i + size] for i in range(0, len(reps) - size + 1, size)]
 
 
-def _measurement(group: list[dict], workload: str, scale: dict[str, float] | None = None) -> dict:
-    """A measurement as runner.measure returns it, from a group of repetitions; `scale` multiplies
-    metrics (a synthetic slowdown)."""
+def _measurement(group: list[dict], workload: str, scale: dict[str, float] | None = None) -> Measurement:
+    """A measurement as the suite records it, from a group of repetitions; `scale` multiplies metrics
+    (a synthetic slowdown)."""
     reps = [{k: v * (scale or {}).get(k, 1.0) for k, v in r.items() if k != "seed"} for r in group]
     keys = set().union(*reps)
     metrics = {}
     for k in keys:
         vals = [r[k] for r in reps if r.get(k) is not None and math.isfinite(r[k])]
         metrics[k] = statistics.median(vals) if vals else float("nan")
-    return {
-        "test_id": f"gate_experiment::{workload}",
-        "profile": PROFILE_NAME,
-        "device_kind": "cpu",
-        "metrics": metrics,
-        "repetitions": reps,
-        "provenance": {},
-    }
+    return Measurement.from_dict(
+        {
+            "test_id": f"gate_experiment::{workload}",
+            "profile": PROFILE_NAME,
+            "device_kind": "cpu",
+            "metrics": metrics,
+            "repetitions": reps,
+            "provenance": {},
+        }
+    )
 
 
 def _pairs(base_sessions, cand_sessions, workload, size, max_pairs, rng):
@@ -197,7 +188,7 @@ def evaluate(args: argparse.Namespace) -> None:
     from tabulate import tabulate
 
     from perfsuite.baseline import make_baseline
-    from perfsuite.session import judge
+    from perfsuite.judge import judge
 
     if args.confidence != CONFIDENCE:  # the rule at another confidence, for this experiment only
         import perfsuite.baseline
@@ -261,10 +252,10 @@ def evaluate(args: argparse.Namespace) -> None:
                     for gb, gc in pairs:
                         base = make_baseline(_measurement(gb, w), min_tolerance=min_tol)
                         cand = _measurement(gc, w, scale)
-                        verdict, rows = judge(cand, base, {}, strict=False)
-                        fails += verdict == "regression"
-                        inconclusive += verdict == "inconclusive"
-                        for r in rows:
+                        j = judge(cand, base)
+                        fails += j.verdict is Verdict.REGRESSION
+                        inconclusive += j.verdict is Verdict.INCONCLUSIVE
+                        for r in j.rows:
                             if r.verdict in ("regression", "inconclusive"):
                                 key = f"{r.metric}:{r.verdict}"
                                 by_metric[key] = by_metric.get(key, 0) + 1

@@ -12,17 +12,17 @@ import tempfile
 from pathlib import Path
 
 import psutil
-from perfsuite_plugins.vllm import VLLMPlugin
 from tabulate import tabulate
 from transformers import AutoTokenizer
 
 from perfsuite.frameworks import EngineSettings
 from perfsuite.hardware import resolve_profile
 from perfsuite.loadgen import Load
-from perfsuite.protocols import OpenAIProtocol
 from perfsuite.model import build_model, corpus_text
-from perfsuite.runner import measure
+from perfsuite.protocols import OpenAIProtocol
+from perfsuite.runner import Target, TelemetrySources, run
 from perfsuite.workloads import PromptBuilder, get_workload
+from perfsuite_plugins.vllm import VLLMPlugin
 
 PROFILE = resolve_profile("cpu")
 WORKLOADS = ("chat", "throughput")
@@ -44,18 +44,14 @@ def unplace(server) -> None:
 
 def one_run(server, prompts, workload, seed):
     wl = get_workload(workload)
-    m = measure(
+    target = Target(
         server.endpoint,
         OpenAIProtocol(wl.api),
-        wl,
-        Load.closed(8, requests=48, seed=seed),
-        prompts,
-        PROFILE,
-        repetitions=1,
-        client_cpus=server.client_cpus,
-        telemetry=False,
+        TelemetrySources(enabled=False),
+        client_cpus=frozenset(server.client_cpus) if server.client_cpus else None,
     )
-    return m["metrics"]["request_throughput"], m["metrics"]["ttft_p50_ms"]
+    m = run(target, wl, Load.closed(8, requests=48, seed=seed), prompts, PROFILE, repetitions=1)
+    return m.metrics["request_throughput"], m.metrics["ttft_p50_ms"]
 
 
 def cv(xs):

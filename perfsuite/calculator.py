@@ -288,9 +288,7 @@ class Traffic:
         return self.requests_per_month / SECONDS_PER_MONTH
 
 
-def capacity_from_results(
-    results: dict, framework: str, profile: str | None = None, slo: SLO | None = None
-) -> dict:
+def capacity_from_results(results: dict, framework: str, profile: str | None = None, slo: SLO | None = None) -> dict:
     """Requests/s per replica of `framework` in a results file: the sweep's highest rate meeting `slo`
     (its achieved throughput), or the peak throughput when the run had no sweep (with a note saying so).
 

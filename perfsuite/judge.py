@@ -74,9 +74,10 @@ def judge(
 
     In order: a measurement error (failed requests beyond what the test allows, a saturated client,
     numbers above the physical bound) fails whatever else holds; a baseline that is itself above the
-    bound (`baseline_problem`) is refused, also when updating; the test's thresholds are always checked, so a breach fails
-    even with `updating` (--perf-update-baselines), which waives only the comparison with the baseline
-    that is being replaced. `strict` fails a test with no comparable baseline.
+    bound (`baseline_problem`) is refused, also when updating; the test's thresholds are always
+    checked, so a breach fails even with `updating` (--perf-update-baselines), which waives only the
+    comparison with the baseline that is being replaced. `strict` fails a test with no comparable
+    baseline.
     """
     if error := _measurement_error(m):
         return error

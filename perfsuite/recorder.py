@@ -189,9 +189,7 @@ class Recorder:
         )
         return self._record(m, thresholds)
 
-    def claim(
-        self, claim: str, statement: str, verdict: str, evidence: str, frameworks: Iterable[str] = ()
-    ) -> dict:
+    def claim(self, claim: str, statement: str, verdict: str, evidence: str, frameworks: Iterable[str] = ()) -> dict:
         """Record what a claim from the literature came to here: held, not held, or not measurable here.
         A claim about `frameworks` of which some did not run is "partly measured"."""
         if frameworks:

@@ -235,7 +235,9 @@ def run(
                 tel = Telemetry(sources.procs, sources.metrics_url, sources.metric_names, use_gpu=profile.kind == "gpu")
                 tel.start()
             try:
-                result = asyncio.run(run_load(target.endpoint, target.protocol, specs, load, target.headers, repetition=i))
+                result = asyncio.run(
+                    run_load(target.endpoint, target.protocol, specs, load, target.headers, repetition=i)
+                )
             finally:
                 tsum = tel.stop() if tel else {}
             if target.check_alive:

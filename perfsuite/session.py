@@ -224,7 +224,9 @@ class PerfSession:
         m, baseline_problem = self.check_bounds(m, baseline, path)
         updating = self.options.update_baselines
         strict = self.options.strict and not m.ungated
-        m = m.judged(judge(m, baseline, thresholds, strict=strict, updating=updating, baseline_problem=baseline_problem))
+        m = m.judged(
+            judge(m, baseline, thresholds, strict=strict, updating=updating, baseline_problem=baseline_problem)
+        )
         if updating and not m.ungated:
             why_not = m.why_not_a_baseline() or (f"the test failed ({m.verdict.value})" if m.failed else None)
             if why_not:

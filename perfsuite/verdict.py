@@ -64,8 +64,12 @@ class Row:
 
     @classmethod
     def from_dict(cls, d: dict) -> Row:
-        return cls(**{k: d.get(k) for k in ("metric", "baseline", "now", "change_pct", "tolerance", "verdict")},
-                   low_pct=d.get("low_pct"), high_pct=d.get("high_pct"), note=d.get("note") or "")
+        return cls(
+            **{k: d.get(k) for k in ("metric", "baseline", "now", "change_pct", "tolerance", "verdict")},
+            low_pct=d.get("low_pct"),
+            high_pct=d.get("high_pct"),
+            note=d.get("note") or "",
+        )
 
 
 @dataclass(frozen=True)

@@ -14,9 +14,9 @@ from pathlib import Path
 import pytest
 
 from perfsuite.calculator import Traffic, calculate, capacity_from_results, load_catalogs
-from perfsuite.slo import SLO
 from perfsuite.errors import UsageError
 from perfsuite.report_html import write_reports
+from perfsuite.slo import SLO
 
 CHROMIUM = Path(os.environ.get("PERFSUITE_CHROMIUM", "/usr/bin/chromium"))
 REAL = Path(__file__).parents[1] / "data" / "results-cpu-vllm-real-run.json"

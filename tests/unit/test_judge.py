@@ -3,11 +3,11 @@
 from dataclasses import replace
 
 import pytest
+from test_measurement import measurement
 
 from perfsuite.baseline import make_baseline
 from perfsuite.judge import judge
 from perfsuite.verdict import Verdict
-from test_measurement import measurement
 
 REPS = ({"request_throughput": 10.0}, {"request_throughput": 10.1}, {"request_throughput": 9.9})
 
@@ -22,8 +22,13 @@ def base_measurement(**kw):
 def baseline():
     m = base_measurement()
     doc = make_baseline(m)
-    doc["provenance"] = {"model": m.model, "workload": m.workload, "load": m.load, "engine": m.engine,
-                         "price_per_hour": m.price_per_hour}
+    doc["provenance"] = {
+        "model": m.model,
+        "workload": m.workload,
+        "load": m.load,
+        "engine": m.engine,
+        "price_per_hour": m.price_per_hour,
+    }
     return doc
 
 
@@ -52,7 +57,10 @@ def test_updating_baselines_waives_only_the_comparison_with_the_replaced_baselin
     slow = replace(
         slow,
         metrics={**slow.metrics, "request_throughput": 5.0, "cost_per_1m_requests": 4.0},
-        repetitions=tuple({"request_throughput": r["request_throughput"] / 2, "cost_per_1m_requests": 40 / r["request_throughput"]} for r in REPS),
+        repetitions=tuple(
+            {"request_throughput": r["request_throughput"] / 2, "cost_per_1m_requests": 40 / r["request_throughput"]}
+            for r in REPS
+        ),
     )
     assert judge(slow, baseline).fails
     j = judge(slow, baseline, updating=True)
@@ -69,8 +77,11 @@ def test_other_engine_settings_make_a_baseline_stale(baseline):
 
 def test_a_price_change_is_reported_and_costs_are_compared_at_the_baselines_price(baseline):
     dearer = base_measurement(price_per_hour=0.2)
-    dearer = replace(dearer, metrics={**dearer.metrics, "cost_per_1m_requests": 4.0},
-                     repetitions=tuple({**r, "cost_per_1m_requests": 40 / r["request_throughput"]} for r in REPS))
+    dearer = replace(
+        dearer,
+        metrics={**dearer.metrics, "cost_per_1m_requests": 4.0},
+        repetitions=tuple({**r, "cost_per_1m_requests": 40 / r["request_throughput"]} for r in REPS),
+    )
     j = judge(dearer, baseline)
     assert j.verdict is Verdict.PASS, j
     assert any("price per hour changed from $0.1 to $0.2" in n and "+100%" in n for n in j.notes)
@@ -78,7 +89,10 @@ def test_a_price_change_is_reported_and_costs_are_compared_at_the_baselines_pric
 
 @pytest.mark.parametrize(
     "field, value, verdict",
-    [("client_saturation", "send lag p99 900 ms", Verdict.CLIENT_SATURATED), ("above_bound", "beyond", Verdict.ABOVE_BOUND)],
+    [
+        ("client_saturation", "send lag p99 900 ms", Verdict.CLIENT_SATURATED),
+        ("above_bound", "beyond", Verdict.ABOVE_BOUND),
+    ],
 )
 def test_measurement_errors_fail_whatever_the_baseline_says(baseline, field, value, verdict):
     j = judge(base_measurement(**{field: value}), baseline)
@@ -86,7 +100,7 @@ def test_measurement_errors_fail_whatever_the_baseline_says(baseline, field, val
 
 
 def test_no_baseline_passes_unless_strict():
-    assert judge(base_measurement(), None) .verdict is Verdict.NO_BASELINE
+    assert judge(base_measurement(), None).verdict is Verdict.NO_BASELINE
     assert not judge(base_measurement(), None).fails
     assert judge(base_measurement(), None, strict=True).fails
 

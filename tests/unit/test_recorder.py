@@ -44,8 +44,9 @@ def fake_runner(capacity: float, calls: list):
 
     def run(target, workload, load, prompts, profile, **kw) -> Run:
         calls.append(load.rate)
-        ttft = 100.0 if load.rate <= capacity else 10_000.0
-        served = min(load.rate, capacity)
+        rate = load.rate or 1.0  # a closed loop: one request per second
+        ttft = 100.0 if rate <= capacity else 10_000.0
+        served = min(rate, capacity)
         metrics = {
             "request_throughput": served,
             "output_throughput": served * 64,
@@ -106,8 +107,13 @@ def test_a_sweep_threshold_still_applies(session):
 
 def test_a_measurement_that_fails_is_recorded_once_and_raises(session):
     def run(*a, **kw):
-        metrics = {"request_throughput": 1.0, "output_throughput": 1.0, "error_rate": 1 / 3, "requests": 3.0,
-                   "requests_ok": 2.0}
+        metrics = {
+            "request_throughput": 1.0,
+            "output_throughput": 1.0,
+            "error_rate": 1 / 3,
+            "requests": 3.0,
+            "requests_ok": 2.0,
+        }
         return Run(metrics, (metrics,) * 3, {}, (), (), {}, ("HTTP 500",), 1, None)
 
     rec = Recorder(session, "t::measure", run=run)
@@ -131,3 +137,21 @@ def test_the_recorder_imports_without_pytest():
     code = "import sys, perfsuite.recorder; print('pytest' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_updating_baselines_does_not_waive_a_breached_threshold_nor_write_the_baseline(session):
+    session.options.update_baselines = True
+    rec = Recorder(session, "t::update", run=fake_runner(5, []))
+    with pytest.raises(GateFailure, match="breach"):
+        rec.measure(server(), "chat", thresholds={"request_throughput": ">= 100"})
+    [m] = session.measurements
+    assert m.verdict is Verdict.BREACH and m.failed and m.baseline_written is None
+    assert not session.baseline_file("t::update").exists()
+    assert any("baseline not written: the test failed (breach)" in n for n in m.notes)
+
+
+def test_updating_baselines_writes_a_passing_measurement_once(session):
+    session.options.update_baselines = True
+    m = Recorder(session, "t::update", run=fake_runner(5, [])).measure(server(), "chat")
+    assert m.baseline_written == str(session.baseline_file("t::update"))
+    assert session.written == [session.baseline_file("t::update")]
