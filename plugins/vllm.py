@@ -11,7 +11,9 @@ import importlib.metadata
 import importlib.util
 import os
 import shlex
+import shutil
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -158,7 +160,8 @@ class VLLMPlugin:
         self, model: str, settings: EngineSettings, profile: HardwareProfile, prompts: list[str], output_tokens: int
     ) -> dict[str, float]:
         """Throughput of vllm.LLM in this process (the offline batch mode)."""
-        return offline_throughput(model, settings, prompts, output_tokens, profile.kind)
+        with private_tmp("ps-vllm-offline-"):
+            return offline_throughput(model, settings, prompts, output_tokens, profile.kind)
 
 
 class VLLMContainerPlugin(VLLMPlugin):
@@ -256,6 +259,28 @@ def place_cpu_processes(tree: list[psutil.Process]) -> set[int] | None:
         return reserved
     except (psutil.Error, OSError):
         return None
+
+
+@contextlib.contextmanager
+def private_tmp(prefix: str):
+    """This process's temporary folder (TMPDIR, tempfile's, vLLM's IPC socket folder) moved to a new,
+    short one for the duration, so that what vllm.LLM and its engine processes leave there is removed
+    with it; everything put back after."""
+    path = tempfile.mkdtemp(prefix=prefix)
+    keys = ("TMPDIR", "TEMP", "TMP", "VLLM_RPC_BASE_PATH")
+    saved_env, saved_tempdir = {k: os.environ.get(k) for k in keys}, tempfile.tempdir
+    os.environ.update(dict.fromkeys(keys, path))
+    tempfile.tempdir = path
+    try:
+        yield Path(path)
+    finally:
+        tempfile.tempdir = saved_tempdir
+        for k, v in saved_env.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+        shutil.rmtree(path, ignore_errors=True)
 
 
 def offline_throughput(

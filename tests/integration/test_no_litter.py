@@ -53,3 +53,19 @@ def test_a_vllm_server_leaves_nothing_in_the_temporary_folder(tmp_path):
     assert sockets, "the server listens on no Unix socket"
     assert all(Path(s).is_relative_to(private) for s in sockets), (private, sockets)
     assert not private.exists()
+
+
+def test_vllm_offline_leaves_nothing_in_the_temporary_folder():
+    plugin = VLLMPlugin()
+    if reason := plugin.unavailable():
+        pytest.skip(reason)
+    model = build_model()
+    system_tmp = Path(tempfile.gettempdir())
+    before = set(os.listdir(system_tmp))
+    env_before = {k: os.environ.get(k) for k in ("TMPDIR", "TEMP", "TMP", "VLLM_RPC_BASE_PATH")}
+    metrics = plugin.offline(str(model), EngineSettings(max_model_len=256), resolve_profile("cpu"), ["hello"] * 4, 4)
+    assert metrics["requests_ok"] == 4
+    new = sorted(n for n in set(os.listdir(system_tmp)) - before if THEIRS.search(n))
+    assert new == [], f"left in {system_tmp}: {new[:10]} ({len(new)})"
+    assert tempfile.gettempdir() == str(system_tmp)  # this process's temporary folder is put back
+    assert {k: os.environ.get(k) for k in env_before} == env_before
