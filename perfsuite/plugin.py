@@ -9,7 +9,6 @@ from pathlib import Path
 
 import pytest
 
-from perfsuite.baseline import load_baseline
 from perfsuite.calculator import load_catalogs
 from perfsuite.errors import PerfsuiteError, Unavailable, UsageError
 from perfsuite.frameworks import EngineSettings, RunningServer
@@ -212,17 +211,19 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     items.sort(key=lambda it: (module_rank[it.nodeid.split("::")[0]], order[framework(it)]))
 
 
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """Read every selected perf test's baseline now, before any server starts: a broken file (bad JSON,
+    schema, NaN or infinity) fails its test at once, naming the file and field."""
+    s = session.config.stash.get(SESSION, None)
+    if s is not None:
+        s.check_baselines(item.nodeid for item in session.items if "perf" in getattr(item, "fixturenames", ()))
+
+
+@pytest.hookimpl(tryfirst=True)
 def pytest_runtest_setup(item: pytest.Item) -> None:
-    """Read a perf test's baseline before any server starts: a broken file fails fast, naming itself."""
     s = item.config.stash.get(SESSION, None)
-    if s is not None and "perf" in getattr(item, "fixturenames", ()):
-        problem = None
-        try:
-            load_baseline(s.baseline_file(item.nodeid))
-        except PerfsuiteError as exc:
-            problem = str(exc)
-        if problem:
-            pytest.fail(problem, pytrace=False)
+    if s is not None and (problem := s.baseline_problems.get(item.nodeid)):
+        pytest.fail(problem, pytrace=False)
 
 
 @pytest.fixture(scope="session")

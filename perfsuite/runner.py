@@ -255,7 +255,7 @@ def run(
                 series.append(
                     [{"t": round(s["t"], 2), "mem_used_gb": round(s["mem_used"] / 1e9, 4)} for s in tel.samples]
                 )
-            if saturation := client_saturation(result.client, load):
+            if saturation := client_saturation(result.client, load, latency_ms=m.get("ttft_p50_ms")):
                 stop = "client saturated"
                 break
     return Run(

@@ -9,12 +9,12 @@ import contextlib
 import os
 import shutil
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 from perfsuite.baseline import baseline_path, load_baseline, promote, successor
-from perfsuite.errors import ServerError, UsageError
+from perfsuite.errors import PerfsuiteError, ServerError, UsageError
 from perfsuite.frameworks import EngineSettings, FrameworkPlugin, RunningServer, load_frameworks
 from perfsuite.hardware import HardwareProfile
 from perfsuite.jsonfile import write_atomic
@@ -151,6 +151,7 @@ class PerfSession:
         self.leftovers_removed: list[str] = []  # containers of a killed earlier run, removed at the start
         self.kept_logs: Path | None = None  # where the server logs stayed at the end, if they did
         self.report_paths: list[Path] = []
+        self.baseline_problems: dict[str, str] = {}  # test id -> why its baseline cannot be read
         self._device_note: str | None = None
         self._model: str | None = None
         self._prompts = {}
@@ -210,6 +211,15 @@ class PerfSession:
 
     def baseline_file(self, test_id: str) -> Path:
         return baseline_path(self.options.baseline_dir, self.profile.name, test_id)
+
+    def check_baselines(self, test_ids: Iterable[str]) -> dict[str, str]:
+        """Read the baselines of `test_ids`; {test id: the problem} for each that cannot be used."""
+        for test_id in test_ids:
+            try:
+                load_baseline(self.baseline_file(test_id))
+            except PerfsuiteError as exc:
+                self.baseline_problems[test_id] = str(exc)
+        return self.baseline_problems
 
     @property
     def without_baseline(self) -> list[Measurement]:

@@ -191,3 +191,26 @@ def test_a_baseline_dir_that_does_not_exist_is_a_usage_error_unless_baselines_ar
     result.stderr.fnmatch_lines(["*--perf-baseline-dir=no/such/dir: no such folder*--perf-update-baselines*"])
     pytester.runpytest("--perf-baseline-dir=no/such/dir", "--perf-update-baselines").assert_outcomes(passed=1)
     pytester.runpytest().assert_outcomes(passed=1)  # the default folder may be absent: no baselines yet
+
+
+def test_a_baseline_with_nan_fails_its_test_before_anything_runs(pytester):
+    pytester.makepyfile(
+        test_nan="""
+        import pytest
+
+        @pytest.mark.perf
+        def test_x(perf):
+            raise AssertionError("the body ran")
+        """
+    )
+    from perfsuite.baseline import baseline_path
+
+    path = baseline_path(pytester.path / "baselines", "cpu", "test_nan.py::test_x")
+    path.parent.mkdir(parents=True)
+    metric = {"value": float("nan"), "better": "higher", "tolerance": 0.1, "gated": True}
+    body = {"schema": 1, "test_id": "test_nan.py::test_x", "profile": "cpu", "provenance": {}}
+    path.write_text(json.dumps({**body, "metrics": {"request_throughput": metric}}))  # json writes NaN
+    result = pytester.runpytest()
+    result.assert_outcomes(errors=1)
+    result.stdout.fnmatch_lines([f"*{path}*request_throughput*NaN*"])
+    result.stdout.no_fnmatch_line("*the body ran*")

@@ -110,3 +110,12 @@ def test_message_names_the_numbers_the_limit_and_the_load():
 def test_unmeasured_numbers_are_not_a_verdict():
     empty = ClientStats(0, 10.0, None, None, None, None, None, None, 0.0)
     assert client_saturation(empty, Load.poisson(10.0, requests=1)) is None
+
+
+def test_a_lag_small_against_the_measured_latency_is_accepted():
+    """A 95 ms loop lag (Ray Serve's proxy on the client's core) against a 1.3 s TTFT: within 10%."""
+    load = Load.closed(8, requests=48)
+    assert client_saturation(stats(loop_p99=95.0), load, latency_ms=1300.0) is None
+    why = client_saturation(stats(loop_p99=95.0), load, latency_ms=15.0)  # vLLM's TTFT: refused
+    assert "event-loop lag p99 95.0 ms > 50 ms" in why
+    assert "> 130 ms" in client_saturation(stats(loop_p99=200.0), load, latency_ms=1300.0)

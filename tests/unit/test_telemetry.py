@@ -1,7 +1,9 @@
 """Prometheus parsing and the telemetry summary, on hand-written samples."""
 
+import asyncio
 import subprocess
 import sys
+import time
 
 import psutil
 import pytest
@@ -196,3 +198,28 @@ def test_process_tree_memory_skips_dead_processes():
     # a process gone since the list was taken adds nothing and raises nothing
     assert process_tree_memory([proc]) == 0.0
     assert process_tree_memory([proc, psutil.Process()]) > 0
+
+
+def test_sampling_never_holds_the_load_generators_event_loop():
+    """A sampler that holds the GIL for tens of ms a sample (as psutil over Ray's process tree did) must not
+    delay this process's event loop: it samples in a process of its own."""
+
+    def busy_tree():
+        sum(range(4_000_000))  # one C call: holds the GIL throughout (tens of ms), as psutil's /proc reads did
+        return []
+
+    async def worst_loop_lag(seconds: float) -> float:
+        worst, end = 0.0, time.perf_counter() + seconds
+        while time.perf_counter() < end:
+            t = time.perf_counter()
+            await asyncio.sleep(0.005)
+            worst = max(worst, time.perf_counter() - t - 0.005)
+        return worst
+
+    t = Telemetry(procs=busy_tree, interval_s=0.05).start()
+    try:
+        lag = asyncio.run(worst_loop_lag(1.0))
+    finally:
+        s = t.stop()
+    assert s["telemetry_samples"] >= 5  # it did sample, elsewhere
+    assert lag < 0.04, f"the event loop was held {lag * 1e3:.0f} ms"
