@@ -4,13 +4,17 @@ from perfsuite.cost import cost_per_million
 from perfsuite.errors import BaselineError, MeasurementError, PerfsuiteError, ServerError, UsageError
 from perfsuite.frameworks import EngineSettings
 from perfsuite.loadgen import Endpoint, Load
+from perfsuite.measurement import Measurement
 from perfsuite.slo import SLO
+from perfsuite.verdict import Verdict
 
 __all__ = [
     "Load",
     "Endpoint",
     "EngineSettings",
     "SLO",
+    "Measurement",
+    "Verdict",
     "cost_per_million",
     "PerfsuiteError",
     "UsageError",

@@ -230,15 +230,23 @@ class Recorder:
             raise type(exc)(f"{server.framework}: {exc}") from exc
 
     def _identity(
-        self, framework: str, version: str, settings: EngineSettings, wl: Workload, load: dict, **numbers
+        self,
+        framework: str,
+        version: str,
+        settings: EngineSettings,
+        wl: Workload,
+        load: dict,
+        variant: str | None = None,
+        **numbers,
     ) -> Measurement:
-        """A measurement of (test, framework, model, workload, load, engine) with its provenance."""
+        """A measurement of (test, framework, model, workload, load, engine) with its provenance; `numbers`
+        are the Measurement's remaining fields. `variant` names one of several measurements in one test."""
         s = self.session
         engine = settings.to_dict()
         price = s.profile.price_per_hour * settings.tensor_parallel_size
         source = f"{s.profile.price_source} ({s.profile.price_date})"
         return Measurement(
-            test_id=numbers.pop("test_id", self.test_id),
+            test_id=self.test_id + (f"@{variant}" if variant else ""),
             framework=framework,
             framework_version=version,
             model=s.model_label,
@@ -278,7 +286,7 @@ class Recorder:
             server.settings,
             wl,
             load,
-            test_id=self.test_id + (f"@{variant}" if variant else ""),
+            variant,
             slo=asdict(slo),
             metrics=result.metrics,
             repetitions=result.repetitions,

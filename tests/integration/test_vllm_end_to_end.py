@@ -17,7 +17,8 @@ import pytest
 
 from perfsuite.baseline import history_dir, load_baseline
 from perfsuite.cli import main as perfsuite_main
-from perfsuite.session import judge
+from perfsuite.judge import judge
+from perfsuite.measurement import Measurement
 
 pytestmark = pytest.mark.perf
 
@@ -57,7 +58,13 @@ def test_regression_gate_update_and_approve(pytester, monkeypatch, capsys):
     # 1. No baseline yet: measured, reported, baseline written on request.
     first = pytester.runpytest_subprocess(*common, "--perf-update-baselines", "--perf-results=a.json")
     first.assert_outcomes(passed=1)
-    first.stdout.fnmatch_lines(["*perfsuite: selection matrix*", "vllm *cpu *"])
+    first.stdout.fnmatch_lines(
+        [
+            "*perfsuite: selection matrix*",
+            "vllm *cpu *",
+            "no baseline: 1 measurement(s) had none to be compared with*",
+        ]
+    )
     baseline_file = pytester.path / BASELINE
     assert load_baseline(baseline_file)["metrics"]["request_throughput"]["value"] > 0
 
@@ -91,11 +98,10 @@ def test_regression_gate_update_and_approve(pytester, monkeypatch, capsys):
     approved = load_baseline(baseline_file)
     assert approved["metrics"]["request_throughput"]["value"] == measured["metrics"]["request_throughput"]
     assert approved["provenance"]["git_commit"] == measured["provenance"]["git_commit"]
-    again = dict(measured)
-    verdict, _ = judge(again, approved, {}, strict=False)
+    again = judge(Measurement.from_dict(measured), approved)
     # The same repetitions: never failed; inconclusive only if a metric's repetitions spread wider than its
     # tolerance (TTFT on a busy 2-core machine can).
-    assert verdict in ("pass", "inconclusive") and not again["failed"]
+    assert again.verdict.value in ("pass", "inconclusive") and not again.fails
 
     # perfsuite compare on the two real results files: run 2 against run 1 as it was, and against a
     # copy of run 1 that claims twice the throughput.

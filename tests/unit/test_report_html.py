@@ -215,3 +215,19 @@ def test_markup_in_any_string_survives_in_the_page_data(evil):
     text = _script_text(page, '<script type="application/json" id="perfsuite-data">')
     assert json.loads(text) == json.loads(json.dumps(data))
     assert "<" not in text and ">" not in text and "&" not in text
+
+
+@pytest.mark.parametrize("verdict", ["errors", "above bound", "client saturated"])
+def test_a_measurement_error_reaches_no_matrix_figure_or_calculator(verdict):
+    from perfsuite.calculator import capacity_from_results
+    from perfsuite.errors import UsageError
+
+    results = json.loads(REAL.read_text())
+    for m in results["measurements"]:
+        m["verdict"] = verdict
+    data = report_data(results)
+    assert data["matrix"] == [] and data["sweeps"] == []
+    assert all(set(m["metrics"].values()) == {None} for m in data["measurements"])  # the verdict stays listed
+    assert all(m["verdict"] == verdict and not m["distributions"] for m in data["measurements"])
+    with pytest.raises(UsageError, match="no measurement of vllm"):
+        capacity_from_results(results, "vllm")
