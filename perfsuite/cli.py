@@ -219,15 +219,7 @@ def _load(args: argparse.Namespace) -> int:
             framework=args.framework, model=args.model, workload=workload.to_dict(), load=load.to_dict(), endpoint=url
         ),
         slo=asdict(slo),
-        metrics=result.metrics,
-        repetitions=result.repetitions,
-        stopping=result.stopping,
-        client=result.client,
-        client_saturation=result.client_saturation,
-        memory_series=result.memory_series,
-        distributions=result.distributions,
-        errors=result.errors,
-        error_count=result.error_count,
+        **result.measurement_fields(),
     )
     m = _load_bound(m, args.tokenizer, profile)
     m = m.judged(judge(m, None))

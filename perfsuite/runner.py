@@ -14,7 +14,7 @@ import statistics
 import subprocess
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from importlib.metadata import PackageNotFoundError, version
 
 import numpy as np
@@ -180,6 +180,10 @@ class Run:
     errors: tuple[str, ...]
     error_count: int
     client_saturation: str | None  # why the load generator was the bottleneck (no more repetitions ran)
+
+    def measurement_fields(self) -> dict:
+        """These numbers as the keyword arguments of a perfsuite.measurement.Measurement."""
+        return {f.name: getattr(self, f.name) for f in fields(self)}
 
 
 # Counts add up over repetitions; a failed repetition must never hide behind the others' median.
