@@ -1,6 +1,8 @@
 """Baselines on disk and the comparison that gates a build.
 
-One JSON file per (hardware profile, test id) under <baseline dir>/<profile>/. Files are validated
+One JSON file per (hardware profile, machine, test id) under <baseline dir>/<profile>/<machine>/, where
+<machine> is perfsuite.fingerprint.machine_slug() of the machine that took it; files directly under
+<profile>/ (from before machine folders) are still read. Files are validated
 against a JSON schema on read and written atomically (temporary file, then rename); only
 `--perf-update-baselines` and `perfsuite approve` write them, both through promote(), which first
 files the baseline being replaced under history/ so that trends can be drawn.
@@ -20,6 +22,8 @@ import jsonschema
 from perfsuite import jsonfile
 from perfsuite.decision import decide
 from perfsuite.errors import BaselineError
+from perfsuite.fingerprint import MACHINE_SLUG, Fingerprint, machine_slug
+from perfsuite.fingerprint import SCHEMA as FINGERPRINT_SCHEMA
 from perfsuite.metrics import METRICS
 from perfsuite.verdict import Row
 
@@ -29,6 +33,7 @@ if TYPE_CHECKING:
 __all__ = [
     "Row",
     "baseline_path",
+    "measurement_path",
     "load_baseline",
     "write_baseline",
     "promote",
@@ -66,7 +71,7 @@ SCHEMA = {
                 },
             },
         },
-        "provenance": {"type": "object"},
+        "provenance": {"type": "object", "properties": {"hardware": FINGERPRINT_SCHEMA}},
     },
 }
 
@@ -92,13 +97,17 @@ def _known_profiles() -> set[str]:
     return {*profiles, *aliases}
 
 
-def baseline_path(baseline_dir: str | os.PathLike, profile: str, test_id: str, where: str = "") -> Path:
-    """<baseline_dir>/<profile>/<test id made a file name>.json, never outside `baseline_dir`.
+def baseline_path(
+    baseline_dir: str | os.PathLike, profile: str, test_id: str, where: str = "", machine: str | None = None
+) -> Path:
+    """<baseline_dir>/<profile>/<machine>/<test id made a file name>.json (without `machine`, the older
+    <baseline_dir>/<profile>/<file>.json), never outside `baseline_dir`.
 
-    `profile` and `test_id` may come from a results file: a profile must be a catalog name (or
-    alias) or look like one (lower case letters, digits, '.', '_', '-'; not starting with a dot),
-    and the path must stay inside `baseline_dir`. Otherwise a BaselineError names the field, as
-    `where` + ".profile" (e.g. where="measurements[3]").
+    `profile`, `test_id` and the fingerprint `machine` is named from may come from a results file: a
+    profile must be a catalog name (or alias) or look like one (lower case letters, digits, '.', '_',
+    '-'; not starting with a dot), a machine must look like one too and not be 'history', and the path
+    must stay inside `baseline_dir`. Otherwise a BaselineError names the field, as `where` + ".profile"
+    (e.g. where="measurements[3]").
     """
     field = f"{where}." if where else ""
     if not isinstance(profile, str) or not (profile in _known_profiles() or _PROFILE_NAME.fullmatch(profile)):
@@ -108,12 +117,33 @@ def baseline_path(baseline_dir: str | os.PathLike, profile: str, test_id: str, w
         )
     if not isinstance(test_id, str) or not test_id:
         raise BaselineError(f"{field}test_id {test_id!r}: not a test id")
+    if machine is not None and (
+        not isinstance(machine, str) or not MACHINE_SLUG.fullmatch(machine) or machine == "history"
+    ):
+        raise BaselineError(
+            f"{field}provenance.hardware: machine folder {machine!r} is not a machine name (lower case letters, "
+            "digits, '.', '_', '-'; not 'history'); refused: it would choose a path outside the baseline folder"
+        )
     root = Path(baseline_dir)
-    path = root / profile / f"{_safe_name(test_id)}.json"
+    path = root / profile / (machine or "") / f"{_safe_name(test_id)}.json"
     inside = Path(os.path.abspath(root)).resolve()
     if not Path(os.path.abspath(path)).resolve().is_relative_to(inside):
         raise BaselineError(f"{field}profile {profile!r}, {field}test_id {test_id!r}: the path leaves {root}; refused")
     return path
+
+
+def measurement_path(baseline_dir: str | os.PathLike, m: Measurement, where: str = "") -> Path:
+    """Where `m` is written as a baseline: its profile's folder for the machine it was measured on.
+    BaselineError when it carries no readable hardware fingerprint (measured by an older perfsuite)."""
+    field = f"{where}: " if where else ""
+    raw = m.provenance.get("hardware")
+    if raw is None:
+        raise BaselineError(f"{field}{m.test_id}: no hardware fingerprint (measured by an older perfsuite); re-run it")
+    try:
+        fp = Fingerprint.from_dict(raw)
+    except ValueError as exc:
+        raise BaselineError(f"{field}{m.test_id}: {exc}") from None
+    return baseline_path(baseline_dir, m.profile, m.test_id, where, machine=machine_slug(fp, m.device_kind))
 
 
 def load_baseline(path: str | os.PathLike) -> dict | None:
@@ -145,7 +175,8 @@ def write_baseline(path: str | os.PathLike, data: dict) -> Path:
 
 
 def history_dir(path: str | os.PathLike) -> Path:
-    """Where the baselines that `path` replaced are kept: <profile>/history/<file stem>/."""
+    """Where the baselines that `path` replaced are kept: history/<file stem>/ beside the file
+    (<profile>/<machine>/history/<file stem>/, or <profile>/history/<file stem>/ for an older flat one)."""
     path = Path(path)
     return path.parent / "history" / path.stem
 

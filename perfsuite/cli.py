@@ -14,7 +14,7 @@ from pathlib import Path
 from tabulate import tabulate
 
 from perfsuite import jsonfile
-from perfsuite.baseline import baseline_path, load_baseline, make_baseline, promote, successor
+from perfsuite.baseline import baseline_path, load_baseline, make_baseline, measurement_path, promote, successor
 from perfsuite.cost import cost_per_million
 from perfsuite.errors import BaselineError, PerfsuiteError, UsageError
 
@@ -87,6 +87,21 @@ def _above_bound(m: dict) -> str | None:
     return check_within_bound(m["metrics"], bound)
 
 
+def _across_hardware(path: Path, old: dict, measured) -> str | None:
+    """Why the baseline `old` at `path` must not be replaced by `measured` (other hardware), or None."""
+    from perfsuite.judge import hardware_differences
+
+    deciding, _ = hardware_differences(old, measured)
+    if not deciding:
+        return None
+    then = old.get("provenance", {}).get("hardware")
+    now = measured.provenance.get("hardware")
+    return (
+        f"{measured.test_id}: {path} was taken on other hardware ({'; '.join(deciding)}); baseline's fingerprint "
+        f"{json.dumps(then)}, the measurement's {json.dumps(now)}; --across-hardware replaces it anyway"
+    )
+
+
 def _approve(args: argparse.Namespace) -> int:
     data = read_results(args.results)
     chosen = [
@@ -98,26 +113,42 @@ def _approve(args: argparse.Namespace) -> int:
         raise UsageError(f"{args.results}: no measurement matches {args.test}")
     rows = []
     # Build every document first: nothing is written unless all of them are good.
-    plans = []
+    plans, refused = [], []
     for i, m in chosen:
         try:
-            path = baseline_path(args.baseline_dir, m["profile"], m["test_id"], where=f"measurements[{i}]")
+            baseline_path(args.baseline_dir, m["profile"], m["test_id"], where=f"measurements[{i}]")
+            measured = _measurement(args.results, m)
+            if why := measured.why_not_a_baseline():
+                rows.append([m["test_id"], m["profile"], f"skipped: {why}"])
+                continue
+            if measured.provenance.get("hardware") is None:
+                rows.append([m["test_id"], m["profile"], "skipped: no hardware fingerprint (older results): re-run it"])
+                continue
+            path = measurement_path(args.baseline_dir, measured, where=f"measurements[{i}]")
         except BaselineError as exc:
             raise BaselineError(f"{args.results}: {exc}; nothing written") from None
-        measured = _measurement(args.results, m)
-        if why := measured.why_not_a_baseline():
-            rows.append([m["test_id"], m["profile"], f"skipped: {why}"])
-            continue
         problem = _above_bound(m)
         if problem:
             raise BaselineError(f"{args.results}: {m['test_id']} not approved, {path} not written: {problem}")
         old = load_baseline(path)
+        if old is not None and not args.across_hardware and (why := _across_hardware(path, old, measured)):
+            refused.append(why)
         plans.append((path, successor(measured, old, _min_tolerance(m["profile"])), old, m))
+    if refused:
+        raise BaselineError(f"{args.results}: nothing written:\n" + "\n".join(refused))
     for path, doc, old, m in plans:
         if not args.dry_run:
             promote(path, doc, old)
         rows.append([m["test_id"], m["profile"], ("would write " if args.dry_run else "wrote ") + str(path)])
     print(tabulate(rows, headers=["test", "gpu", "baseline"], disable_numparse=True))
+    return 0
+
+
+def _fingerprint(args: argparse.Namespace) -> int:
+    """This machine's hardware fingerprint as JSON."""
+    from perfsuite.fingerprint import this_machine
+
+    print(json.dumps(this_machine().to_dict(), indent=2))
     return 0
 
 
@@ -473,7 +504,15 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--baseline-dir", default="baselines", help="baseline folder (default: baselines)")
     a.add_argument("--test", action="append", help="only test ids containing this text (repeatable)")
     a.add_argument("--dry-run", action="store_true", help="show what would be written")
+    a.add_argument(
+        "--across-hardware",
+        action="store_true",
+        help="replace a baseline even when it was taken on other hardware (its deciding fingerprint differs)",
+    )
     a.set_defaults(func=_approve)
+
+    fp = sub.add_parser("fingerprint", help="this machine's hardware fingerprint (provenance.hardware), as JSON")
+    fp.set_defaults(func=_fingerprint)
 
     cp = sub.add_parser("compare", help="the verdict table of NEW against OLD, two results files")
     cp.add_argument("old", help="results file taken as the baseline")

@@ -6,10 +6,11 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from perfsuite.baseline import check_thresholds, compare
+from perfsuite.fingerprint import Fingerprint, differences
 from perfsuite.measurement import Measurement
 from perfsuite.verdict import Judgement, Verdict
 
-__all__ = ["judge", "config_mismatch", "COST_METRICS"]
+__all__ = ["judge", "config_mismatch", "hardware_differences", "COST_METRICS"]
 
 COST_METRICS = ("cost_per_1m_requests", "cost_per_1m_output_tokens")
 # What a baseline must share with a measurement to be compared with it.
@@ -22,6 +23,33 @@ def config_mismatch(baseline: dict, measurement: Measurement) -> str:
     now = {"model": measurement.model, "workload": measurement.workload, "load": measurement.load}
     now["engine"] = measurement.engine
     return "; ".join(f"{k} was {prov[k]!r}, now {now[k]!r}" for k in COMPARABLE if k in prov and prov[k] != now[k])
+
+
+def _fingerprint(provenance: dict, whose: str) -> tuple[Fingerprint | None, str | None]:
+    """The fingerprint in a provenance, or None and why not."""
+    raw = (provenance or {}).get("hardware")
+    if raw is None:
+        return None, f"{whose} has no hardware fingerprint"
+    try:
+        return Fingerprint.from_dict(raw), None
+    except ValueError as exc:
+        return None, f"{whose}'s hardware fingerprint is unreadable ({exc})"
+
+
+def hardware_differences(baseline: dict, measurement: Measurement) -> tuple[list[str], list[str]]:
+    """(deciding, informational) differences between the hardware (and framework version) a baseline
+    was taken on and the measurement's (perfsuite.fingerprint.DECIDING names what decides)."""
+    then, why = _fingerprint(baseline.get("provenance", {}), "baseline")
+    if then is None:
+        return [f"{why}: re-take it"], []
+    now, why = _fingerprint(measurement.provenance, "the measurement")
+    if now is None:
+        return [f"{why} (results from an older perfsuite)"], []
+    deciding, informational = differences(then, now, measurement.device_kind)
+    old_version = baseline.get("provenance", {}).get("framework_version")
+    if old_version and measurement.framework_version and old_version != measurement.framework_version:
+        informational.append(f"framework version was {old_version!r}, now {measurement.framework_version!r}")
+    return deciding, informational
 
 
 def _at_price(values: dict[str, float], factor: float) -> dict[str, float]:
@@ -76,8 +104,9 @@ def judge(
     numbers above the physical bound) fails whatever else holds; a baseline that is itself above the
     bound (`baseline_problem`) is refused, also when updating; the test's thresholds are always
     checked, so a breach fails even with `updating` (--perf-update-baselines), which waives only the
-    comparison with the baseline that is being replaced. `strict` fails a test with no comparable
-    baseline.
+    comparison with the baseline that is being replaced. A baseline taken on other hardware (its
+    deciding fingerprint fields differ, or it has none) is never compared: `other-hardware`, like no
+    baseline. `strict` fails a test with no comparable baseline.
     """
     if error := _measurement_error(m):
         return error
@@ -92,10 +121,15 @@ def judge(
         notes.append(f"not gated: {m.ungated}")
     elif baseline is None:
         verdict, fails = Verdict.NO_BASELINE, strict and not updating
+    elif (hardware := hardware_differences(baseline, m))[0]:
+        verdict, fails = Verdict.OTHER_HARDWARE, strict and not updating
+        notes.append("baseline taken on other hardware, not compared: " + "; ".join(hardware[0]))
+        notes += [f"also: {d}" for d in hardware[1]]
     elif mismatch := config_mismatch(baseline, m):
         verdict, fails = Verdict.STALE_BASELINE, strict and not updating
         notes.append(f"baseline not comparable: {mismatch}")
     else:
+        notes += [f"hardware: {d} (does not decide)" for d in hardware[1]]
         factor, price_note = _price_change(baseline, m)
         if price_note:
             notes.append(price_note)
@@ -118,6 +152,6 @@ def judge(
     if any(r.fails for r in limits):
         verdict = verdict if verdict is Verdict.REGRESSION else Verdict.BREACH
         return Judgement(verdict, True, tuple(rows), tuple(notes))
-    if strict and fails and verdict in (Verdict.NO_BASELINE, Verdict.STALE_BASELINE):
+    if strict and fails and verdict in (Verdict.NO_BASELINE, Verdict.STALE_BASELINE, Verdict.OTHER_HARDWARE):
         notes.append("--perf-strict: a perf test needs a comparable baseline")
     return Judgement(verdict, fails, tuple(rows), tuple(notes))

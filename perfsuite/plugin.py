@@ -33,7 +33,12 @@ _OPTIONS = [
         "comma-separated frameworks to measure (default: every installed one)",
         "string",
     ),
-    ("--perf-strict", "perf_strict", "fail a perf test that has no comparable baseline", "bool"),
+    (
+        "--perf-strict",
+        "perf_strict",
+        "fail a perf test that has no comparable baseline (none, a stale one, or one from other hardware)",
+        "bool",
+    ),
     (
         "--perf-repetitions",
         "perf_repetitions",
@@ -181,7 +186,7 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
     p = s.profile
     return [
         f"perfsuite: gpu={p.name} ({p.description}; ${p.price_per_hour}/h, {p.price_source}, {p.price_date}); "
-        f"frameworks={','.join(s.selected)}; baselines={s.options.baseline_dir}"
+        f"frameworks={','.join(s.selected)}; baselines={s.options.baseline_dir / p.name / s.machine}"
     ]
 
 
@@ -354,8 +359,15 @@ def pytest_terminal_summary(terminalreporter, config: pytest.Config) -> None:
             f"no baseline: {len(missing)} measurement(s) had none to be compared with "
             "(--perf-update-baselines writes them; --perf-strict fails them)"
         )
+    if other := s.on_other_hardware:
+        tr.write_line(
+            f"other-hardware: {len(other)} measurement(s) had a baseline taken on other hardware, not compared "
+            f"(this machine's folder: {s.machine}; --perf-update-baselines writes it; --perf-strict fails them)"
+        )
     if s.written:
-        tr.write_line(f"baselines written: {len(s.written)} under {s.options.baseline_dir / s.profile.name}")
+        tr.write_line(
+            f"baselines written: {len(s.written)} under {s.options.baseline_dir / s.profile.name / s.machine}"
+        )
     if s.options.results:
         tr.write_line(f"results: {s.options.results}")
     for path in s.report_paths:

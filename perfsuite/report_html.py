@@ -29,12 +29,21 @@ __all__ = ["report_data", "render_html", "write_reports"]
 TREND_METRICS = ("request_throughput", "ttft_p50_ms", "cost_per_1m_requests")
 
 
-def _trend(baseline_dir: Path, profile: str, test_id: str, where: str = "") -> list[dict]:
-    """One point per stored baseline of `test_id` (the history, then the current one), oldest first.
-    A profile or test id that would lead outside `baseline_dir` is a BaselineError naming `where`."""
-    from perfsuite.baseline import baseline_path
+def _trend(baseline_dir: Path, m: dict, where: str = "") -> list[dict]:
+    """One point per stored baseline of measurement `m`'s test (the history, then the current one),
+    oldest first, from the folder of the machine it was measured on (the older flat folder without a
+    fingerprint). A path that would lead outside `baseline_dir` is a BaselineError naming `where`."""
+    from perfsuite.baseline import baseline_path, measurement_path
+    from perfsuite.measurement import Measurement
 
-    current = baseline_path(baseline_dir, profile, test_id, where=where)
+    current = baseline_path(baseline_dir, m["profile"], m["test_id"], where=where)
+    if (m.get("provenance") or {}).get("hardware") is not None:
+        try:
+            measured = Measurement.from_dict(m)
+        except (ValueError, TypeError):
+            measured = None
+        if measured is not None:
+            current = measurement_path(baseline_dir, measured, where=where)
     files = sorted(history_dir(current).glob("*.json")) if history_dir(current).is_dir() else []
     if current.exists():
         files.append(current)
@@ -107,7 +116,7 @@ def report_data(results: dict, catalogs: Catalogs | None = None, baseline_dir: s
     trends = {}
     if baseline_dir is not None:
         for i, m in enumerate(ms):
-            points = _trend(Path(baseline_dir), m["profile"], m["test_id"], where=f"measurements[{i}]")
+            points = _trend(Path(baseline_dir), m, where=f"measurements[{i}]")
             if points:
                 trends[f"{m['test_id']} ({m['profile']})"] = points
     return jsonfile.finite(

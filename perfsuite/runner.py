@@ -23,6 +23,7 @@ import psutil
 from perfsuite.cost import add_costs
 from perfsuite.decision import median_interval
 from perfsuite.errors import MeasurementError
+from perfsuite.fingerprint import this_machine
 from perfsuite.hardware import HardwareProfile
 from perfsuite.loadgen import Endpoint, Load, client_saturation, run_load
 from perfsuite.metrics import summarize
@@ -67,7 +68,8 @@ def _perfsuite_version() -> str:
 
 
 def provenance(**extra) -> dict:
-    """Where a number came from: date, commit, versions, host."""
+    """Where a number came from: date, commit, versions, host, and the hardware's fingerprint
+    (`hardware`: perfsuite.fingerprint, which decides what a baseline may be compared with)."""
     return {
         "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         "git_commit": _git_commit(),
@@ -75,6 +77,7 @@ def provenance(**extra) -> dict:
         "python": platform.python_version(),
         "driver": _driver(),
         "host": {"cores": psutil.cpu_count(), "memory_gb": round(psutil.virtual_memory().total / 1e9, 1)},
+        "hardware": this_machine().to_dict(),
         **extra,
     }
 

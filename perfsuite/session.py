@@ -15,6 +15,7 @@ from pathlib import Path
 
 from perfsuite.baseline import baseline_path, load_baseline, promote, successor
 from perfsuite.errors import PerfsuiteError, ServerError, UsageError
+from perfsuite.fingerprint import Fingerprint, machine_slug, this_machine
 from perfsuite.frameworks import EngineSettings, FrameworkPlugin, RunningServer, load_frameworks
 from perfsuite.hardware import HardwareProfile
 from perfsuite.jsonfile import write_atomic
@@ -130,8 +131,11 @@ class PerfSession:
     written: list[Path] = field(default_factory=list)
     unmeasured: dict[str, str] = field(default_factory=dict)  # framework -> why it could not run here
     device: Device | None = None  # the roofline's device: probed on the cpu profile, else from the catalog
+    fingerprint: Fingerprint | None = None  # this machine's (perfsuite.fingerprint); read when not given
 
     def __post_init__(self) -> None:
+        if self.fingerprint is None:
+            self.fingerprint = this_machine()
         self._unavailable: dict[str, str | None] = {}
         if not self.frameworks:
             self.frameworks = load_frameworks()
@@ -209,8 +213,23 @@ class PerfSession:
             self._prompts[seed] = PromptBuilder(AutoTokenizer.from_pretrained(self.model), corpus_text(), seed)
         return self._prompts[seed]
 
+    @property
+    def machine(self) -> str:
+        """This machine's baseline folder under the profile's (perfsuite.fingerprint.machine_slug)."""
+        return machine_slug(self.fingerprint, self.profile.kind)
+
+    def baseline_target(self, test_id: str) -> Path:
+        """Where this machine's baseline of `test_id` is (and is written): <profile>/<machine>/<test>.json."""
+        return baseline_path(self.options.baseline_dir, self.profile.name, test_id, machine=self.machine)
+
     def baseline_file(self, test_id: str) -> Path:
-        return baseline_path(self.options.baseline_dir, self.profile.name, test_id)
+        """The baseline `test_id` is judged against: this machine's, else an older one directly under the
+        profile's folder (judged other-hardware unless its fingerprint matches), else where it would be."""
+        own = self.baseline_target(test_id)
+        if own.exists():
+            return own
+        flat = baseline_path(self.options.baseline_dir, self.profile.name, test_id)
+        return flat if flat.exists() else own
 
     def check_baselines(self, test_ids: Iterable[str]) -> dict[str, str]:
         """Read the baselines of `test_ids`; {test id: the problem} for each that cannot be used."""
@@ -225,6 +244,11 @@ class PerfSession:
     def without_baseline(self) -> list[Measurement]:
         """The measurements that had no baseline to be compared with."""
         return [m for m in self.measurements if m.verdict is Verdict.NO_BASELINE]
+
+    @property
+    def on_other_hardware(self) -> list[Measurement]:
+        """The measurements whose baseline was taken on other hardware (not compared)."""
+        return [m for m in self.measurements if m.verdict is Verdict.OTHER_HARDWARE]
 
     def record(self, m: Measurement, thresholds: dict[str, str] | None = None) -> Measurement:
         """Judge a measurement against its baseline and thresholds, write the baseline if asked to, and
@@ -242,8 +266,11 @@ class PerfSession:
             if why_not:
                 m = m.with_notes(f"baseline not written: {why_not}")
             else:
-                self.written.append(promote(path, successor(m, baseline, self.profile.min_tolerance), baseline))
-                m = replace(m, baseline_written=str(path))
+                # Written to this machine's folder; an older flat baseline read instead stays where it is.
+                target = self.baseline_target(m.test_id)
+                old = baseline if target == path else load_baseline(target)
+                self.written.append(promote(target, successor(m, baseline, self.profile.min_tolerance), old))
+                m = replace(m, baseline_written=str(target))
         self.measurements.append(m)
         return m
 
@@ -311,6 +338,7 @@ class PerfSession:
         return {
             "schema": 1,
             "profile": self.profile.name,
+            "hardware": self.fingerprint.to_dict(),
             "measurements": measurements,
             "matrix": selection_matrix(measurements, self.unmeasured),
             "unmeasured": self.unmeasured,

@@ -18,6 +18,7 @@ class Verdict(str, Enum):
     BREACH = "breach"  # one of the test's own absolute thresholds missed
     NO_BASELINE = "no baseline"
     STALE_BASELINE = "stale baseline"  # the baseline measured something else (model, workload, load, engine)
+    OTHER_HARDWARE = "other-hardware"  # the baseline was taken on other hardware (perfsuite.fingerprint)
     REPORTED = "reported, not gated"  # a kind of measurement that is reported only (a load sweep)
     # Measurement errors: the numbers are not a measurement of the server, and reach no matrix or report.
     ERRORS = "errors"  # requests failed beyond what the test allows

@@ -26,6 +26,8 @@ from perfsuite.measurement import Measurement
 from perfsuite.metrics import METRICS
 from perfsuite.verdict import Verdict
 
+from test_measurement import HARDWARE  # isort: skip
+
 
 def entry(value, better="higher", tolerance=0.10, gated=True, **extra):
     return {"value": value, "better": better, "tolerance": tolerance, "gated": gated, **extra}
@@ -37,7 +39,7 @@ def doc(**metrics):
         "test_id": "tests/perf/test_x.py::test_serving[chat]",
         "profile": "cpu",
         "metrics": metrics,
-        "provenance": {"git": "abc123"},
+        "provenance": {"git": "abc123", "hardware": HARDWARE},
     }
 
 
@@ -417,7 +419,7 @@ def measurement(metrics, repetitions) -> Measurement:
             "profile": "cpu",
             "metrics": metrics,
             "repetitions": repetitions,
-            "provenance": {"git": "abc", "vllm": "0.11"},
+            "provenance": {"git": "abc", "vllm": "0.11", "hardware": HARDWARE},
         }
     )
 

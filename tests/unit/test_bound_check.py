@@ -8,7 +8,6 @@ parameters; run in bf16 (vLLM's choice for a float32 checkpoint): 8 MB of weight
 
 import json
 import re
-import shutil
 from dataclasses import asdict, replace
 from pathlib import Path
 
@@ -17,6 +16,7 @@ import pytest
 from perfsuite.baseline import load_baseline
 from perfsuite.cli import main
 from perfsuite.errors import ServerError
+from perfsuite.fingerprint import this_machine
 from perfsuite.frameworks import EngineSettings
 from perfsuite.hardware import resolve_profile
 from perfsuite.measurement import Measurement
@@ -128,9 +128,10 @@ def _stored(session, name="test_throughput"):
     the same test with the baseline's own numbers."""
     (source,) = sorted((ROOT / "baselines" / "cpu").glob(f"*--{name}[[]vllm[]].json"))
     doc = json.loads(source.read_text())
+    doc["provenance"]["hardware"] = session.fingerprint.to_dict()  # as if re-taken on this machine
     target = session.baseline_file(doc["test_id"])
     target.parent.mkdir(parents=True)
-    shutil.copy(source, target)
+    target.write_text(json.dumps(doc))
     prov = doc["provenance"]
     measurement = Measurement(
         test_id=doc["test_id"],
@@ -211,7 +212,12 @@ def _results_with_bound(tmp_path, rps):
         "device_kind": "cpu",
         "metrics": {"request_throughput": rps, "output_throughput": rps * 128, "error_rate": 0.0},
         "repetitions": [],
-        "provenance": {"model": "tiny-llama-87c38eda3ab2", "workload": THROUGHPUT, "load": CLOSED_8},
+        "provenance": {
+            "model": "tiny-llama-87c38eda3ab2",
+            "workload": THROUGHPUT,
+            "load": CLOSED_8,
+            "hardware": this_machine().to_dict(),
+        },
         "roofline": {**asdict(bound), "device": DEVICE.name},
     }
     path = tmp_path / "results.json"
@@ -231,7 +237,7 @@ def test_approve_refuses_numbers_above_the_bound_and_writes_nothing(tmp_path, ca
 def test_approve_accepts_numbers_within_the_bound(tmp_path):
     results = _results_with_bound(tmp_path, rps=16.85)
     assert main(["approve", str(results), "--baseline-dir", str(tmp_path / "b")]) == 0
-    assert list((tmp_path / "b" / "cpu").glob("*.json"))
+    assert list((tmp_path / "b" / "cpu").glob("*/*.json"))
 
 
 # ---------------------------------------------------------------- when the CPU is probed

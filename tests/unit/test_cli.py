@@ -9,6 +9,8 @@ from perfsuite.baseline import baseline_path, history_dir, load_baseline
 from perfsuite.cli import main
 from perfsuite.hardware import resolve_profile
 
+from test_measurement import HARDWARE, MACHINE  # isort: skip
+
 
 def _measurement(test_id="tests/perf/test_x.py::test_chat[vllm]", rps=20.0, error_rate=0.0):
     return {
@@ -23,7 +25,13 @@ def _measurement(test_id="tests/perf/test_x.py::test_chat[vllm]", rps=20.0, erro
             "memory_utilization": 0.1,
         },
         "repetitions": [{"request_throughput": rps * f} for f in (0.98, 1.0, 1.02)],
-        "provenance": {"git_commit": "abc123", "model": "tiny", "workload": {"name": "chat"}, "load": {}},
+        "provenance": {
+            "git_commit": "abc123",
+            "model": "tiny",
+            "workload": {"name": "chat"},
+            "load": {},
+            "hardware": dict(HARDWARE),
+        },
         "verdict": "regression",
     }
 
@@ -44,7 +52,7 @@ def test_cost_worked_example(capsys):
 def test_approve_writes_baselines_from_a_results_file(tmp_path, capsys):
     results = _results(tmp_path, _measurement())
     assert main(["approve", str(results), "--baseline-dir", str(tmp_path / "b")]) == 0
-    doc = load_baseline(baseline_path(tmp_path / "b", "cpu", "tests/perf/test_x.py::test_chat[vllm]"))
+    doc = load_baseline(baseline_path(tmp_path / "b", "cpu", "tests/perf/test_x.py::test_chat[vllm]", machine=MACHINE))
     assert doc["metrics"]["request_throughput"]["value"] == 20.0
     assert doc["metrics"]["request_throughput"]["repetitions"] == pytest.approx([19.6, 20.0, 20.4])
     floor = resolve_profile("cpu").min_tolerance["req/s"]
@@ -58,7 +66,7 @@ def test_approve_writes_baselines_from_a_results_file(tmp_path, capsys):
 def test_approve_keeps_the_gated_choice_of_the_old_baseline(tmp_path):
     results = _results(tmp_path, _measurement())
     main(["approve", str(results), "--baseline-dir", str(tmp_path / "b")])
-    path = baseline_path(tmp_path / "b", "cpu", "tests/perf/test_x.py::test_chat[vllm]")
+    path = baseline_path(tmp_path / "b", "cpu", "tests/perf/test_x.py::test_chat[vllm]", machine=MACHINE)
     doc = json.loads(path.read_text())
     doc["metrics"]["ttft_p50_ms"]["gated"] = False
     path.write_text(json.dumps(doc))
@@ -85,7 +93,8 @@ def test_approve_skips_runs_with_failed_requests(tmp_path, capsys):
 def test_approve_selects_tests(tmp_path):
     results = _results(tmp_path, _measurement(), _measurement(test_id="tests/perf/test_x.py::test_rag[vllm]"))
     assert main(["approve", str(results), "--baseline-dir", str(tmp_path / "b"), "--test", "test_rag"]) == 0
-    assert [p.name for p in (tmp_path / "b" / "cpu").iterdir()] == ["tests.perf.test_x.py--test_rag[vllm].json"]
+    written = [p.name for p in (tmp_path / "b" / "cpu" / MACHINE).iterdir()]
+    assert written == ["tests.perf.test_x.py--test_rag[vllm].json"]
 
 
 @pytest.mark.parametrize(
@@ -123,7 +132,7 @@ def test_approve_keeps_the_replaced_baseline_in_history(tmp_path):
     first["provenance"]["date"] = "2026-11-01T10:00:00+00:00"
     main(["approve", str(_results(tmp_path, first)), "--baseline-dir", str(tmp_path / "b")])
     main(["approve", str(_results(tmp_path, _measurement(rps=25.0))), "--baseline-dir", str(tmp_path / "b")])
-    path = baseline_path(tmp_path / "b", "cpu", "tests/perf/test_x.py::test_chat[vllm]")
+    path = baseline_path(tmp_path / "b", "cpu", "tests/perf/test_x.py::test_chat[vllm]", machine=MACHINE)
     kept = list(history_dir(path).iterdir())
     assert [k.name for k in kept] == ["20261101T1000000000-abc123.json"]
     assert load_baseline(kept[0])["metrics"]["request_throughput"]["value"] == 20.0
@@ -148,6 +157,8 @@ REAL_RUN = Path(__file__).parents[1] / "data" / "results-cpu-vllm-real-run.json"
 def _real(tmp_path, name="real.json", edit=None):
     """A copy of the real run's results (tests/data), optionally edited."""
     data = json.loads(REAL_RUN.read_text())
+    for m in data["measurements"]:  # taken before fingerprints: say which machine, as a new run would
+        m["provenance"]["hardware"] = dict(HARDWARE)
     if edit:
         edit(data)
     path = tmp_path / name
@@ -204,7 +215,7 @@ def test_approve_a_real_run_keeps_history_and_then_judges_it_unfailed(tmp_path):
     real = _real(tmp_path)
     assert main(["approve", str(real), "--baseline-dir", str(base_dir), "--test", "test_throughput"]) == 0
     measured = next(m for m in json.loads(real.read_text())["measurements"] if "test_throughput" in m["test_id"])
-    path = baseline_path(base_dir, "cpu", measured["test_id"])
+    path = baseline_path(base_dir, "cpu", measured["test_id"], machine=MACHINE)
     [kept] = list(history_dir(path).glob("*.json"))  # the first approval, replaced by the second
     assert load_baseline(kept)["metrics"]["request_throughput"]["value"] == pytest.approx(
         1.5 * measured["metrics"]["request_throughput"]

@@ -28,6 +28,7 @@ def baseline():
         "load": m.load,
         "engine": m.engine,
         "price_per_hour": m.price_per_hour,
+        "hardware": m.provenance["hardware"],
     }
     return doc
 

@@ -5,10 +5,14 @@ from pathlib import Path
 
 import pytest
 
+from perfsuite.fingerprint import Fingerprint
 from perfsuite.measurement import Measurement
 from perfsuite.verdict import Judgement, Row, Verdict, parse_verdict
 
 REAL_RUN = Path(__file__).parent.parent / "data" / "results-cpu-vllm-real-run.json"
+# The machine the tests' measurements and baselines say they were taken on, and its baseline folder.
+HARDWARE = Fingerprint("Intel(R) Xeon(R) Platinum 8488C", 2, 8.0).to_dict()
+MACHINE = "intel-xeon-platinum-8488c-2c"
 
 
 def measurement(**kw) -> Measurement:
@@ -24,7 +28,7 @@ def measurement(**kw) -> Measurement:
         engine={"max_num_seqs": 32},
         price_per_hour=0.1,
         price_source="catalog (2026-11)",
-        provenance={"model": "tiny"},
+        provenance={"model": "tiny", "hardware": HARDWARE},
         metrics={"request_throughput": 10.0, "error_rate": 0.0, "requests": 48.0, "requests_ok": 48.0},
         repetitions=({"request_throughput": 10.0},),
     )
