@@ -124,9 +124,9 @@ def session(tmp_path):
 
 
 def _stored(session, name="test_throughput"):
-    """A real baseline from baselines/cpu, copied into the session's baseline folder; and a measurement of
+    """A real baseline from baselines/cpu/<machine>, copied into the session's baseline folder; and a measurement of
     the same test with the baseline's own numbers."""
-    (source,) = sorted((ROOT / "baselines" / "cpu").glob(f"*--{name}[[]vllm[]].json"))
+    (source,) = sorted((ROOT / "baselines" / "cpu").glob(f"*/*--{name}[[]vllm[]].json"))
     doc = json.loads(source.read_text())
     doc["provenance"]["hardware"] = session.fingerprint.to_dict()  # as if re-taken on this machine
     target = session.baseline_file(doc["test_id"])

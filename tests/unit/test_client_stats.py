@@ -3,12 +3,13 @@ client_saturation's verdict on them."""
 
 import asyncio
 import time
+from dataclasses import replace
 
 from hypothesis import given
 from hypothesis import strategies as st
 from test_loadgen_parsing import FakeServer, good, spec
 
-from perfsuite.loadgen import ClientLimits, ClientStats, Endpoint, Load, client_saturation, run_load
+from perfsuite.loadgen import TOP_SEND_LAGS, ClientLimits, ClientStats, Endpoint, Load, client_saturation, run_load
 from perfsuite.protocols import OpenAIProtocol
 
 
@@ -119,3 +120,16 @@ def test_a_lag_small_against_the_measured_latency_is_accepted():
     why = client_saturation(stats(loop_p99=95.0), load, latency_ms=15.0)  # vLLM's TTFT: refused
     assert "event-loop lag p99 95.0 ms > 50 ms" in why
     assert "> 130 ms" in client_saturation(stats(loop_p99=200.0), load, latency_ms=1300.0)
+
+
+def test_one_late_send_is_a_hiccup_two_are_a_client_that_cannot_keep_up():
+    load = Load.poisson(2.0, requests=16)
+    one = replace(stats(send_p99=282.0), requests=16, send_lag_top_ms=(282.3, 1.2, 1.0))
+    assert client_saturation(one, load) is None
+    two = replace(one, send_lag_top_ms=(282.3, 75.0, 1.0))
+    assert "send lag p99 282.0 ms > 50 ms (2 requests late)" in client_saturation(two, load)
+
+
+def test_more_late_sends_than_are_kept_still_count():
+    many = replace(stats(send_p99=400.0), requests=5000, send_lag_top_ms=(500.0,) * TOP_SEND_LAGS)
+    assert client_saturation(many, Load.poisson(100.0, requests=5000)) is not None
