@@ -15,8 +15,9 @@ import time
 import psutil
 import pytest
 
-from perfsuite.baseline import history_dir, load_baseline
+from perfsuite.baseline import baseline_path, history_dir, load_baseline
 from perfsuite.cli import main as perfsuite_main
+from perfsuite.fingerprint import machine_slug, this_machine
 from perfsuite.judge import judge
 from perfsuite.measurement import Measurement
 
@@ -28,7 +29,8 @@ from perfsuite import Load
 def test_throughput(serving, perf):
     perf.measure(serving, "throughput", Load.closed(4, requests=24, warmup_requests=4))
 """
-BASELINE = "baselines/cpu/test_gate.py--test_throughput[vllm].json"
+TEST_ID = "test_gate.py::test_throughput[vllm]"
+MACHINE = machine_slug(this_machine(), "cpu")  # baselines live in this machine's folder
 
 
 def _double_throughput(path):
@@ -65,7 +67,7 @@ def test_regression_gate_update_and_approve(pytester, monkeypatch, capsys):
             "no baseline: 1 measurement(s) had none to be compared with*",
         ]
     )
-    baseline_file = pytester.path / BASELINE
+    baseline_file = baseline_path(pytester.path / "baselines", "cpu", TEST_ID, machine=MACHINE)
     assert load_baseline(baseline_file)["metrics"]["request_throughput"]["value"] > 0
 
     # 2. A baseline claiming twice the throughput: the run fails with the regression table.
