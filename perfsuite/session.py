@@ -352,10 +352,10 @@ class PerfSession:
 
     def finish(self, tests_failed: bool) -> Path | None:
         """End the run's files: the server logs are kept when --perf-log-dir named their folder or a test
-        failed (returns where), else removed."""
+        failed and some server wrote one (returns where), else removed."""
         if self.log_dir is None:
             return None
-        if self.keep_logs or tests_failed:
+        if self.keep_logs or (tests_failed and any(self.log_dir.iterdir())):  # an empty folder shows nothing
             return self.log_dir
         shutil.rmtree(self.log_dir, ignore_errors=True)
         return None

@@ -81,7 +81,7 @@ def test_a_failed_test_leaves_nothing_running(pytester, monkeypatch, framework):
     token = uuid.uuid4().hex
     monkeypatch.setenv(MARKER, token)
     pytester.makepyfile(test_cleanup=FAILING)
-    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", f"--frameworks={framework}")
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", f"--frameworks={framework}", "--perf-log-dir=logs")
     result.assert_outcomes(failed=1)
     result.stdout.fnmatch_lines(["*perf breach*", "request_throughput*>= 1e+09*BREACH*"])
     assert _leftovers(token) == []
@@ -91,7 +91,8 @@ def _start_long_run(pytester, framework: str, token: str) -> subprocess.Popen:
     pytester.makepyfile(test_long=LONG)
     env = dict(os.environ, **{MARKER: token})
     return subprocess.Popen(
-        [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-s", f"--frameworks={framework}", "test_long.py"],
+        [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-s", f"--frameworks={framework}"]
+        + ["--perf-log-dir=logs", "test_long.py"],
         cwd=pytester.path,
         env=env,
         stdout=subprocess.PIPE,

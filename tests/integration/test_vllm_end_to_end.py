@@ -55,7 +55,7 @@ def _server_pids_started_after(t0: float) -> list[int]:
 
 def test_regression_gate_update_and_approve(pytester, monkeypatch, capsys):
     pytester.makepyfile(test_gate=THROUGHPUT_TEST)
-    common = ["--perf-repetitions=2", "--frameworks=vllm", "-p", "no:cacheprovider"]
+    common = ["--perf-repetitions=2", "--frameworks=vllm", "-p", "no:cacheprovider", "--perf-log-dir=logs"]
 
     # 1. No baseline yet: measured, reported, baseline written on request.
     first = pytester.runpytest_subprocess(*common, "--perf-update-baselines", "--perf-results=a.json")
@@ -165,7 +165,7 @@ def test_d_gets_a_new_server(serving, perf):
 def test_server_failures_fail_their_test_only_and_leave_nothing(pytester):
     pytester.makepyfile(test_failures=FAILURES)
     t0 = time.time()
-    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "--frameworks=vllm")
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "--frameworks=vllm", "--perf-log-dir=logs")
     result.assert_outcomes(passed=2, failed=1, errors=1)
     out = result.stdout.str()
     assert "vLLM server (pid" in out and "exited with code" in out
@@ -185,7 +185,8 @@ def test_long(serving, perf):
     )
     t0 = time.time()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-s", "--frameworks=vllm", "test_long.py"],
+        [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-s", "--frameworks=vllm", "--perf-log-dir=logs"]
+        + ["test_long.py"],
         cwd=pytester.path,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,

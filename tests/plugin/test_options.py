@@ -1,6 +1,7 @@
 """The plugin's options and start-up checks, through pytester (no server is started here)."""
 
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -155,18 +156,34 @@ def test_the_temporary_log_folder_is_kept_only_when_a_test_failed(pytester, outc
         f"""
         def test_logs(perf_session, perf_servers, pytestconfig):
             (pytestconfig.rootpath / "where").write_text(str(perf_session.log_dir))
+            (perf_session.log_dir / "server.log").write_text("what a server said")
             assert {outcome == "passed"}
+
+        def test_no_server(perf_session, perf_servers):
+            assert True
         """
     )
     result = pytester.runpytest()
-    result.assert_outcomes(**{outcome: 1})
+    result.assert_outcomes(**{outcome: 1, "passed": 2} if outcome == "passed" else {outcome: 1, "passed": 1})
     logs = Path((pytester.path / "where").read_text())
     if outcome == "passed":
         assert not logs.exists()
     else:
-        assert logs.is_dir()
+        assert (logs / "server.log").is_file()
         result.stdout.fnmatch_lines([f"perfsuite: server logs: {logs} (kept because a test failed)"])
-        logs.rmdir()
+        shutil.rmtree(logs)
+
+
+def test_an_empty_log_folder_is_not_kept_even_when_a_test_failed(pytester):
+    pytester.makepyfile(
+        """
+        def test_logs(perf_session, perf_servers, pytestconfig):
+            (pytestconfig.rootpath / "where").write_text(str(perf_session.log_dir))
+            assert False
+        """
+    )
+    pytester.runpytest().assert_outcomes(failed=1)
+    assert not Path((pytester.path / "where").read_text()).exists()
 
 
 def test_pytest_xdist_is_refused_with_the_reason(pytester):
