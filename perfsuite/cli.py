@@ -270,7 +270,7 @@ def _load_bound(m, tokenizer: str, profile):
     config.json, and `above_bound` when it beats the bound. The endpoint's engine settings are unknown
     here: the bound assumes none (the loosest). On the cpu profile the probe runs beside the endpoint's
     server, which makes it read low; the best figures stored for this CPU are used when higher."""
-    from perfsuite.roofline import Device, check_within_bound, measurement_bound
+    from perfsuite.roofline import Device, measurement_bound
 
     config = Path(tokenizer) / "config.json"
     if not config.exists():
@@ -280,19 +280,8 @@ def _load_bound(m, tokenizer: str, profile):
         bound = measurement_bound(config, device, m.workload, m.load, {}, m.metrics)
     except (ValueError, KeyError, ImportError, RuntimeError, OSError) as exc:
         return m.with_notes(f"no roofline bound: {exc}")
-    metrics = dict(m.metrics)
-    if bound.requests_per_s > 0:
-        metrics["efficiency"] = metrics["request_throughput"] / bound.requests_per_s
-    return replace(
-        m,
-        metrics=metrics,
-        roofline={**asdict(bound), "device": device.name},
-        above_bound=check_within_bound(metrics, bound),
-        notes=(
-            *m.notes,
-            f"physical bound {bound.requests_per_s:,.2f} req/s on {device.name}, limited by {bound.limited_by}",
-        ),
-    )
+    note = f"physical bound {bound.requests_per_s:,.2f} req/s on {device.name}, limited by {bound.limited_by}"
+    return m.against_bound(bound, device.name).with_notes(note)
 
 
 def _compare(args: argparse.Namespace) -> int:

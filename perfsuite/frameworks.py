@@ -83,6 +83,18 @@ class RunningServer:
     make_protocol: Callable[[str], StreamProtocol] | None = None  # api -> protocol; None: OpenAI-compatible
     on_stop: Callable[[], None] | None = None  # after the process tree is stopped (e.g. Ray's leftovers)
 
+    @classmethod
+    def started_by(cls, plugin: FrameworkPlugin, settings: EngineSettings, **fields) -> RunningServer:
+        """The server `plugin` started with `settings`: its framework name, version and metric names are
+        the plugin's; `fields` are the rest (endpoint, process, metrics_url, notes, ...)."""
+        return cls(
+            framework=plugin.name,
+            version=plugin.version(),
+            settings=settings,
+            metric_names=plugin.metric_names,
+            **fields,
+        )
+
     def protocol(self, api: str) -> StreamProtocol:
         """What the load generator speaks to this server for a workload's api ("completions" or "chat")."""
         return self.make_protocol(api) if self.make_protocol is not None else OpenAIProtocol(api)

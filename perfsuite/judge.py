@@ -17,11 +17,10 @@ COST_METRICS = ("cost_per_1m_requests", "cost_per_1m_output_tokens")
 COMPARABLE = ("model", "workload", "load", "engine")
 
 
-def config_mismatch(baseline: dict, measurement: Measurement) -> str:
+def config_mismatch(baseline: dict, m: Measurement) -> str:
     """What makes a baseline measure something else: another model, workload, load or engine settings."""
     prov = baseline.get("provenance", {})
-    now = {"model": measurement.model, "workload": measurement.workload, "load": measurement.load}
-    now["engine"] = measurement.engine
+    now = {"model": m.model, "workload": m.workload, "load": m.load, "engine": m.engine}
     return "; ".join(f"{k} was {prov[k]!r}, now {now[k]!r}" for k in COMPARABLE if k in prov and prov[k] != now[k])
 
 
@@ -72,14 +71,13 @@ def _price_change(baseline: dict, m: Measurement) -> tuple[float, str | None]:
 
 def _measurement_error(m: Measurement) -> Judgement | None:
     """The judgement of numbers that are not a measurement of the server, or None."""
-    rate = m.metrics.get("error_rate") or 0.0
-    if m.error_count and rate > m.allowed_error_rate:
+    if m.too_many_failed_requests:
         return Judgement(
             Verdict.ERRORS,
             True,
             notes=(
-                f"{m.error_count} request(s) failed (error rate {rate:.1%} over every repetition > "
-                f"{m.allowed_error_rate:.1%} allowed); first: {list(m.errors[:3])}",
+                f"{m.error_count or 'some'} request(s) failed (error rate {m.error_rate:.1%} over every "
+                f"repetition, {m.allowed_error_rate:.1%} allowed); first: {list(m.errors[:3])}",
             ),
         )
     if m.client_saturation:

@@ -8,9 +8,10 @@ and `from_dict()` are the one place it meets JSON: results files written before 
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any
 
+from perfsuite.roofline import Bound, check_within_bound
 from perfsuite.verdict import MEASUREMENT_ERRORS, Judgement, Row, Verdict, parse_verdict
 
 __all__ = ["Measurement"]
@@ -68,21 +69,43 @@ class Measurement:
         numbers reach no matrix, report figure, calculator or baseline."""
         return self.verdict not in MEASUREMENT_ERRORS
 
+    @property
+    def error_rate(self) -> float:
+        """Failed requests / requests sent, over every repetition (0 when none was recorded)."""
+        return self.metrics.get("error_rate") or 0.0
+
+    @property
+    def too_many_failed_requests(self) -> bool:
+        """Whether more requests failed than the test allows: any at all, unless it allows a rate. An
+        older results file's error_rate may be a median that hides a failed repetition: its count counts."""
+        failed = bool(self.error_count) or self.error_rate > 0
+        return failed and (not self.allowed_error_rate or self.error_rate > self.allowed_error_rate)
+
     def why_not_a_baseline(self) -> str | None:
         """Why this measurement must not become a baseline, or None."""
         if self.verdict in MEASUREMENT_ERRORS:
             return f"its verdict is {self.verdict.value!r}"
-        rate = self.metrics.get("error_rate") or 0.0
-        # An older results file's error_rate may be a median that hides a failed repetition: any
-        # failed request counts unless the test allowed some.
-        if (self.error_count or rate > 0) and (not self.allowed_error_rate or rate > self.allowed_error_rate):
+        if self.too_many_failed_requests:
             return (
-                f"the run had failed requests ({self.error_count or 'some'} failed, error rate {rate:.1%}, "
-                f"allowed {self.allowed_error_rate:.1%})"
+                f"the run had failed requests ({self.error_count or 'some'} failed, error rate "
+                f"{self.error_rate:.1%}, allowed {self.allowed_error_rate:.1%})"
             )
         if self.ungated:
             return f"it is not gated ({self.ungated})"
         return None
+
+    def against_bound(self, bound: Bound, device: str) -> Measurement:
+        """This measurement with its efficiency (measured req/s over `bound`'s), the bound it was checked
+        against (computed on `device`), and `above_bound` (the arithmetic) when its numbers beat it."""
+        metrics = dict(self.metrics)
+        if metrics.get("request_throughput") is not None and bound.requests_per_s > 0:
+            metrics["efficiency"] = metrics["request_throughput"] / bound.requests_per_s
+        return replace(
+            self,
+            metrics=metrics,
+            roofline={**asdict(bound), "device": device},
+            above_bound=check_within_bound(metrics, bound),
+        )
 
     def judged(self, judgement: Judgement) -> Measurement:
         return replace(self, judgement=judgement)

@@ -46,20 +46,6 @@ def _git_commit() -> str:
         return "unknown"
 
 
-def _driver() -> str:
-    try:
-        import pynvml
-
-        pynvml.nvmlInit()
-        try:
-            v = pynvml.nvmlSystemGetDriverVersion()
-            return f"nvidia {v.decode() if isinstance(v, bytes) else v}"
-        finally:
-            pynvml.nvmlShutdown()
-    except Exception:
-        return f"none (cpu: {platform.processor() or platform.machine()}, {psutil.cpu_count()} cores)"
-
-
 def _perfsuite_version() -> str:
     try:
         return version("perfsuite")
@@ -68,15 +54,14 @@ def _perfsuite_version() -> str:
 
 
 def provenance(**extra) -> dict:
-    """Where a number came from: date, commit, versions, host, and the hardware's fingerprint
-    (`hardware`: perfsuite.fingerprint, which decides what a baseline may be compared with)."""
+    """Where a number came from: date, commit, versions, and the hardware's fingerprint (`hardware`:
+    perfsuite.fingerprint, with the NVIDIA driver, cores and memory; it decides what a baseline may be
+    compared with)."""
     return {
         "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         "git_commit": _git_commit(),
         "perfsuite": _perfsuite_version(),
         "python": platform.python_version(),
-        "driver": _driver(),
-        "host": {"cores": psutil.cpu_count(), "memory_gb": round(psutil.virtual_memory().total / 1e9, 1)},
         "hardware": this_machine().to_dict(),
         **extra,
     }

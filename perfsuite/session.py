@@ -10,7 +10,7 @@ import os
 import shutil
 import tempfile
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from perfsuite.baseline import baseline_path, load_baseline, promote, successor
@@ -308,19 +308,10 @@ class PerfSession:
     def check_bounds(self, m: Measurement, baseline: dict | None, path: Path) -> tuple[Measurement, str | None]:
         """`m` with its efficiency (measured req/s / bound) and bound, or with `above_bound` set when its
         numbers beat the bound; and the problem, naming `path`, when the baseline's numbers do."""
-        metrics = dict(m.metrics)
-        bound = self.bound(m.workload, m.load, m.engine, metrics)
+        bound = self.bound(m.workload, m.load, m.engine, m.metrics)
         if isinstance(bound, str):
             return m.with_notes(bound), None
-        if metrics.get("request_throughput") is not None and bound.requests_per_s > 0:
-            metrics["efficiency"] = metrics["request_throughput"] / bound.requests_per_s
-        devices = m.engine.get("tensor_parallel_size") or 1
-        m = replace(
-            m,
-            metrics=metrics,
-            roofline={**asdict(bound), "device": self.roofline_device(devices).name},
-            above_bound=check_within_bound(metrics, bound),
-        )
+        m = m.against_bound(bound, self.roofline_device(m.engine.get("tensor_parallel_size") or 1).name)
         prov = (baseline or {}).get("provenance", {})
         if m.above_bound or prov.get("model") != self.model_label or "workload" not in prov or "load" not in prov:
             return m, None

@@ -74,14 +74,12 @@ class HFNaivePlugin:
         )
         proc.start()
         notes = not_honoured(self.name, settings, {"max_num_seqs", "max_model_len"}, STATIC_ENGINE_WHY)
-        return RunningServer(
-            framework=self.name,
-            version=self.version(),
-            settings=settings,
+        return RunningServer.started_by(
+            self,
+            settings,
             endpoint=Endpoint(base, Path(model).name or model),
             process=proc,
             metrics_url=base + "/metrics",
-            metric_names=METRIC_NAMES,
             notes=notes,
             client_cpus=client_cpus,
         )

@@ -112,14 +112,12 @@ class RayServePlugin:
             raise
         notes = not_honoured(self.name, settings, {"max_num_seqs", "max_model_len"}, STATIC_ENGINE_WHY)
         notes.append(f"ray-serve: @serve.batch static batches of up to {settings.max_num_seqs or 8}, 10 ms wait")
-        return RunningServer(
-            framework=self.name,
-            version=self.version(),
-            settings=settings,
+        return RunningServer.started_by(
+            self,
+            settings,
             endpoint=Endpoint(base, Path(model).name or model),
             process=proc,
             metrics_url=f"http://127.0.0.1:{metrics_port}/metrics",
-            metric_names=METRIC_NAMES,
             notes=notes,
             client_cpus=client_cpus,
             on_stop=cleanup,

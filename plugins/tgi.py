@@ -146,14 +146,12 @@ class TGIPlugin:
         )
         proc.start()
         notes.append(f"tgi: {shlex.join(engine.argv)}, image {self.image()}")
-        return RunningServer(
-            framework=self.name,
-            version=self.version(),
-            settings=settings,
+        return RunningServer.started_by(
+            self,
+            settings,
             endpoint=Endpoint(base, Path(model).name or model),
             process=proc,
             metrics_url=base + "/metrics",
-            metric_names=METRIC_NAMES,
             notes=notes,
             make_protocol=lambda api: TGIChatProtocol("chat") if api == "chat" else TGIProtocol(api),
         )

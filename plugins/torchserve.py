@@ -225,14 +225,12 @@ class TorchServePlugin:
         notes = not_honoured(self.name, settings, {"max_num_seqs", "max_model_len"}, STATIC_ENGINE_WHY)
         notes.append(f"torchserve: static batches of up to batchSize={settings.max_num_seqs or 8}, {BATCH_DELAY_MS} ms")
         path = f"/predictions/{MODEL_NAME}"
-        return RunningServer(
-            framework=self.name,
-            version=self.version(),
-            settings=settings,
+        return RunningServer.started_by(
+            self,
+            settings,
             endpoint=Endpoint(f"http://127.0.0.1:{ports['inference']}", MODEL_NAME),
             process=proc,
             metrics_url=f"http://127.0.0.1:{ports['metrics']}/metrics",
-            metric_names=METRIC_NAMES,
             notes=notes,
             client_cpus=client_cpus,
             make_protocol=lambda api: JSONLinesProtocol(path, api),

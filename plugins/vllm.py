@@ -144,14 +144,12 @@ class VLLMPlugin:
             notes.append(
                 f"CPU placement: engine on the cores vLLM bound, API server and load generator on {sorted(client_cpus)}"
             )
-        return RunningServer(
-            framework=self.name,
-            version=self.version(),
-            settings=settings,
+        return RunningServer.started_by(
+            self,
+            settings,
             endpoint=Endpoint(base, Path(model).name or model),
             process=proc,
             metrics_url=base + "/metrics",
-            metric_names=METRIC_NAMES,
             notes=notes,
             client_cpus=client_cpus,
         )
@@ -214,14 +212,12 @@ class VLLMContainerPlugin(VLLMPlugin):
         )
         proc.start()
         notes.append(f"vllm-container: {shlex.join(engine.argv)}, image {image}")
-        return RunningServer(
-            framework=self.name,
-            version=self.version(),
-            settings=settings,
+        return RunningServer.started_by(
+            self,
+            settings,
             endpoint=Endpoint(base, Path(model).name or model),
             process=proc,
             metrics_url=base + "/metrics",
-            metric_names=METRIC_NAMES,
             notes=notes,
             client_cpus=place_cpu_processes(proc.tree()) if profile.kind == "cpu" else None,
         )
