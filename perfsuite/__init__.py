@@ -6,10 +6,14 @@ from perfsuite.frameworks import EngineSettings
 from perfsuite.loadgen import Endpoint, Load
 from perfsuite.measurement import Measurement
 from perfsuite.slo import SLO
+from perfsuite.stages import Stage
 from perfsuite.verdict import Verdict
+from perfsuite.workloads import Workload
 
 __all__ = [
     "Load",
+    "Stage",
+    "Workload",
     "Endpoint",
     "EngineSettings",
     "SLO",

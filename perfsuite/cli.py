@@ -8,6 +8,7 @@ import json
 import os
 import sys
 import urllib.parse
+import urllib.request
 from dataclasses import asdict, replace
 from pathlib import Path
 
@@ -195,30 +196,21 @@ def _load(args: argparse.Namespace) -> int:
 
     from perfsuite.hardware import resolve_profile
     from perfsuite.judge import judge
-    from perfsuite.loadgen import Endpoint, Load
+    from perfsuite.loadgen import Endpoint
     from perfsuite.measurement import Measurement
     from perfsuite.model import corpus_text
     from perfsuite.protocols import OpenAIProtocol
     from perfsuite.report import metrics_table
     from perfsuite.runner import Target, TelemetrySources, provenance, run
     from perfsuite.slo import SLO
-    from perfsuite.workloads import PromptBuilder, get_workload
+    from perfsuite.workloads import PromptBuilder
 
     if not Path(args.tokenizer).exists():
         raise UsageError(f"--tokenizer {args.tokenizer}: no such folder; give the served model's tokenizer folder")
     profile = resolve_profile(args.gpu)
-    workload = get_workload(args.workload)
-    common = dict(
-        requests=args.requests,
-        duration_s=args.duration,
-        warmup_requests=args.warmup,
-        request_timeout_s=args.timeout,
-        seed=args.seed,
-    )
-    if args.arrival == "closed":
-        load = Load.closed(args.concurrency, **common)
-    else:
-        load = Load(arrival=args.arrival, rate=args.rate, concurrency=args.max_concurrency, **common)
+    workload, load = _load_traffic(args)
+    if args.workers != 1:
+        load = replace(load, workers=args.workers)
     headers = None
     key = os.environ.get(args.api_key_env)
     if key:
@@ -232,7 +224,18 @@ def _load(args: argparse.Namespace) -> int:
     )
     target = Target(Endpoint(url, args.model), OpenAIProtocol(workload.api), telemetry, headers=headers)
     slo = SLO(args.slo_ttft_ms, args.slo_tpot_ms)
-    result = run(target, workload, load, prompts, profile, repetitions=args.repetitions, slo=slo)
+    max_model_len = args.max_model_len or _served_max_model_len(url, args.model, headers)
+    result = run(
+        target,
+        workload,
+        load,
+        prompts,
+        profile,
+        repetitions=args.repetitions,
+        slo=slo,
+        max_model_len=max_model_len,
+        ray_address=args.ray,
+    )
     price_source = f"{profile.price_source} ({profile.price_date})"
     m = Measurement(
         test_id=f"load:{args.model}:{workload.name}:{load.label()}",
@@ -263,6 +266,120 @@ def _load(args: argparse.Namespace) -> int:
         jsonfile.write_atomic(args.json, {"schema": 1, "profile": profile.name, "measurements": [m.to_dict()]})
         print(f"wrote {args.json}")
     return 1 if m.failed else 0
+
+
+def _load_traffic(args: argparse.Namespace):
+    """The workload and load `perfsuite load` sends: a named workload, synthetic lengths (--input-len,
+    --output-len), a dataset (--dataset) or a trace replayed at its timing (--trace); with --turns,
+    multi-turn sessions (Load.sessions) of the dataset's conversations or of synthetic turns."""
+    from perfsuite.loadgen import Load
+    from perfsuite.workloads import Workload, get_workload
+
+    if args.turns is not None and args.turns < 1:
+        raise UsageError(f"--turns {args.turns}: give a number of turns >= 1")
+    if args.turns is None and (args.sessions is not None or args.think_time):
+        raise UsageError("--sessions and --think-time go with --turns (multi-turn sessions)")
+    if args.trace and args.turns:
+        raise UsageError("--turns: a trace is replayed request by request; sessions come from --dataset or synthetic")
+    api = args.api or ("chat" if args.turns else "completions")
+
+    sources = [name for name, given in (("--dataset", args.dataset), ("--trace", args.trace)) if given]
+    if len(sources) > 1:
+        raise UsageError("--dataset and --trace: give one request source")
+    if sources and (args.input_len or args.workload):
+        raise UsageError(f"{sources[0]} gives the requests: drop --workload and --input-len")
+    columns = dict(_key_value(c, "--column") for c in args.column or [])
+    if args.trace:
+        workload = Workload.from_file(args.trace, kind="trace", format=args.trace_format)
+        load = Load.replay(
+            args.trace_speedup,
+            requests=args.requests,
+            duration_s=args.duration,
+            warmup_requests=args.warmup or 0,
+            request_timeout_s=args.timeout,
+            seed=args.seed,
+        )
+        return workload, load
+    if args.dataset:
+        workload = Workload.from_file(
+            args.dataset, kind="dataset", format=args.dataset_format, api=api, columns=columns,
+            output_tokens=args.output_len, max_input_tokens=args.max_input_len,
+        )  # fmt: skip
+    elif args.input_len or args.output_len:
+        if not (args.input_len and args.output_len):
+            raise UsageError("--input-len and --output-len go together (synthetic prompts of exact lengths)")
+        workload = Workload(
+            f"random-{args.input_len}-{args.output_len}", "synthetic prompts of exact lengths", "random",
+            api, (args.input_len, args.input_len), (args.output_len, args.output_len),
+        )  # fmt: skip
+    else:
+        workload = get_workload(args.workload or "chat")
+    common = dict(
+        requests=args.requests if args.requests is not None or args.duration else 64,
+        duration_s=args.duration,
+        warmup_requests=8 if args.warmup is None else args.warmup,
+        request_timeout_s=args.timeout,
+        seed=args.seed,
+    )
+    if args.trace_speedup != 1.0 or args.trace_format:
+        raise UsageError("--trace-speedup and --trace-format go with --trace")
+    if not args.dataset and (args.dataset_format or args.column or args.max_input_len):
+        raise UsageError("--dataset-format, --column and --max-input-len go with --dataset")
+    if args.turns:
+        workload = replace(workload, turns=args.turns)
+        sessions = 8 if args.sessions is None else args.sessions
+        load = Load.sessions_of(
+            args.concurrency, sessions, args.think_time, warmup_requests=args.warmup or 0,
+            request_timeout_s=args.timeout, seed=args.seed,
+        )  # fmt: skip
+        return workload, load
+    if args.arrival == "closed":
+        return workload, Load.closed(args.concurrency, **common)
+    return workload, Load(arrival=args.arrival, rate=args.rate, concurrency=args.max_concurrency, **common)
+
+
+def _key_value(text: str, flag: str) -> tuple[str, str]:
+    key, sep, value = text.partition("=")
+    if not sep or not key or not value:
+        raise UsageError(f"{flag} {text!r}: give FIELD=COLUMN, e.g. {flag} prompt=question")
+    return key, value
+
+
+def _served_max_model_len(url: str, model: str, headers: dict | None) -> int | None:
+    """The server's max_model_len from its /v1/models (vLLM reports it), or None where it does not say."""
+    request = urllib.request.Request(url + "/v1/models", headers=headers or {})
+    try:
+        with urllib.request.urlopen(request, timeout=10) as resp:
+            served = json.loads(resp.read())
+    except (OSError, ValueError):
+        return None
+    for entry in served.get("data", []) if isinstance(served, dict) else []:
+        if isinstance(entry, dict) and entry.get("id") == model and isinstance(entry.get("max_model_len"), int):
+            return entry["max_model_len"]
+    return None
+
+
+def _samples(args: argparse.Namespace) -> int:
+    from perfsuite.samples import SampleSizes, write_samples
+
+    counts = {
+        "--conversations": args.conversations,
+        "--multi-turn-conversations": args.multi_turn_conversations,
+        "--turns": args.turns,
+        "--trace-requests": args.trace_requests,
+    }
+    for flag, n in counts.items():
+        if n < 1:
+            raise UsageError(f"{flag} {n}: give a number >= 1")
+    if not args.trace_seconds > 0:
+        raise UsageError(f"--trace-seconds {args.trace_seconds}: give a number of seconds > 0")
+    sizes = SampleSizes(
+        args.conversations, args.multi_turn_conversations, args.turns, args.trace_requests, args.trace_seconds,
+        seed=args.seed,
+    )  # fmt: skip
+    for path in write_samples(args.out, sizes):
+        print(f"wrote {path}")
+    return 0
 
 
 def _load_bound(m, tokenizer: str, profile):
@@ -561,15 +678,37 @@ def build_parser() -> argparse.ArgumentParser:
     ld.add_argument("--url", required=True, help="base URL, e.g. http://127.0.0.1:8000")
     ld.add_argument("--model", required=True, help="model name the server serves")
     ld.add_argument("--tokenizer", required=True, help="folder of the served model's tokenizer (exact lengths)")
-    ld.add_argument("--workload", default="chat", help="chat, rag or throughput (default chat)")
+    ld.add_argument("--workload", default=None, help="chat, rag or throughput (default chat)")
+    ld.add_argument("--api", choices=["completions", "chat"], help="for --dataset, --input-len (default completions)")
+    ld.add_argument("--input-len", type=int, help="synthetic prompts of exactly this many tokens (with --output-len)")
+    ld.add_argument("--output-len", type=int, help="output tokens (synthetic; or for dataset lines that give none)")
+    ld.add_argument(
+        "--dataset", help="requests from a dataset file: ShareGPT JSON, JSONL, or a Hugging Face dataset on disk"
+    )
+    ld.add_argument("--dataset-format", choices=["sharegpt", "jsonl", "hf"], help="default: from the file name")
+    ld.add_argument("--column", action="append", help="hf datasets: FIELD=COLUMN (prompt, messages, output_tokens)")
+    ld.add_argument("--max-input-len", type=int, help="datasets: drop prompts longer than this (counted)")
+    ld.add_argument("--max-model-len", type=int, help="drop requests longer than this (default: what /v1/models says)")
+    ld.add_argument("--trace", help="replay a trace at its timing: Mooncake JSONL or the Azure LLM inference CSV")
+    ld.add_argument("--trace-format", choices=["mooncake", "azure"], help="default: .csv is azure, else mooncake")
+    ld.add_argument("--trace-speedup", type=float, default=1.0, help="replay this many times faster (default 1)")
+    ld.add_argument("--turns", type=int, help="multi-turn sessions of this many turns (a dataset's: at most)")
+    ld.add_argument("--sessions", type=int, help="with --turns: conversations measured (default 8)")
+    ld.add_argument("--think-time", type=float, default=0.0, help="with --turns: seconds between turns (default 0)")
     ld.add_argument("--arrival", choices=["closed", "poisson", "constant"], default="closed")
     ld.add_argument("--concurrency", type=int, default=8, help="closed loop: concurrent users (default 8)")
     ld.add_argument("--rate", type=float, default=None, help="poisson/constant: requests per second")
     ld.add_argument("--max-concurrency", type=int, default=None, help="poisson/constant: cap on requests in flight")
-    ld.add_argument("--requests", type=int, default=64, help="measured requests per repetition (default 64)")
+    ld.add_argument(
+        "--requests", type=int, default=None, help="measured requests per repetition (default 64; a trace: all)"
+    )
     ld.add_argument("--duration", type=float, default=None, help="or: seconds of sending per repetition")
-    ld.add_argument("--warmup", type=int, default=8, help="warm-up requests, not counted (default 8)")
+    ld.add_argument("--warmup", type=int, default=None, help="warm-up requests, not counted (default 8; a trace: 0)")
     ld.add_argument("--repetitions", type=int, default=1)
+    ld.add_argument(
+        "--workers", type=int, default=1, help="load-generator processes (default 1): add them when one cannot keep up"
+    )
+    ld.add_argument("--ray", metavar="ADDRESS", help="run the workers as Ray actors there: auto, host:port, ray://...")
     ld.add_argument("--timeout", type=float, default=120.0, help="per-request deadline in seconds")
     ld.add_argument("--seed", type=int, default=0)
     ld.add_argument("--gpu", default="cpu", help="hardware profile for the cost figures (default cpu)")
@@ -588,6 +727,22 @@ def build_parser() -> argparse.ArgumentParser:
     ld.add_argument("--no-metrics", action="store_true", help="do not scrape URL/metrics")
     ld.add_argument("--json", help="write the measurement to this results file")
     ld.set_defaults(func=_load)
+
+    sm = sub.add_parser(
+        "samples", help="write sample request files made from local text (ShareGPT, multi-turn, Mooncake)"
+    )
+    sm.add_argument("--out", required=True, help="folder to write sharegpt.json, multi-turn.json and mooncake.jsonl to")
+    sm.add_argument("--conversations", type=int, default=160, help="ShareGPT conversations (default 160)")
+    sm.add_argument("--multi-turn-conversations", type=int, default=24, help="multi-turn conversations (default 24)")
+    sm.add_argument("--turns", type=int, default=4, help="exchanges per multi-turn conversation (default 4)")
+    sm.add_argument("--trace-requests", type=int, default=40, help="requests in the Mooncake trace (default 40)")
+    sm.add_argument("--trace-seconds", type=float, default=10.0, help="the trace's time span (default 10)")
+    sm.add_argument("--seed", type=int, default=0)
+    sm.set_defaults(func=_samples)
+
+    from perfsuite.ab.cli import add_parser as add_ab_parser
+
+    add_ab_parser(sub)
     return p
 
 

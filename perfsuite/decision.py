@@ -32,7 +32,15 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["Decision", "decide", "change_interval", "median_interval", "CONFIDENCE"]
+__all__ = [
+    "Decision",
+    "decide",
+    "decide_paired",
+    "change_interval",
+    "paired_change_interval",
+    "median_interval",
+    "CONFIDENCE",
+]
 
 # Two-sided confidence of the intervals. 90%: a regression needs the upper end (95% one-sided) of the
 # interval beyond the tolerance.
@@ -119,7 +127,38 @@ def change_interval(
     return change, float(min(low, change)), float(max(high, change))
 
 
-def _settle(gain: float, low: float, high: float, tolerance: float, n: int) -> str:
+def paired_change_interval(
+    base: Sequence[float],
+    head: Sequence[float],
+    confidence: float = CONFIDENCE,
+    resamples: int = RESAMPLES,
+    seed: int = SEED,
+) -> tuple[float, float, float]:
+    """(change, low, high) for pairs measured side by side (`perfsuite ab`): the change is the median of
+    the pairs' relative changes (head_i - base_i) / |base_i|, and the interval a percentile bootstrap
+    that resamples whole pairs, so that what the two sides of a pair shared (the machine's state at
+    that moment) cancels. With three pairs the 90% interval is the pairs' range: a regression needs
+    every pair beyond the tolerance."""
+    if len(base) != len(head):
+        raise ValueError(f"{len(base)} base values and {len(head)} head values: pairs need one of each")
+    pairs = [(b, h) for b, h in zip(base, head) if _finite_pair(b, h)]
+    if not pairs:
+        raise ValueError("no pair with finite values on both sides")
+    if any(b == 0 for b, _ in pairs):
+        raise ValueError("a base value is 0: a relative change is not defined")
+    changes = np.asarray([(h - b) / abs(b) for b, h in pairs], dtype=float)
+    change = float(np.median(changes))
+    meds = _boot_medians(changes, resamples, np.random.default_rng(seed))
+    alpha = (1 - confidence) / 2
+    low, high = np.quantile(meds, [alpha, 1 - alpha])
+    return change, float(min(low, change)), float(max(high, change))
+
+
+def _finite_pair(b, h) -> bool:
+    return all(v is not None and math.isfinite(v) for v in (b, h))
+
+
+def _settle(gain: float, low: float, high: float, tolerance: float, n: int, more: str = "--perf-repetitions") -> str:
     """What would turn an inconclusive verdict into a clear one."""
     half = (high - low) / 2
     distance = abs(gain + tolerance)  # from the estimate to the tolerance edge
@@ -129,9 +168,10 @@ def _settle(gain: float, low: float, high: float, tolerance: float, n: int) -> s
             "rerun, or approve or fix it knowingly"
         )
     needed = math.ceil(n * (half / distance) ** 2)
+    what = "pairs" if more == "--pairs" else "repetitions"
     if needed > MAX_SUGGESTED_REPETITIONS:
-        return f"more than {MAX_SUGGESTED_REPETITIONS} repetitions would be needed; rerun on a quieter machine"
-    return f"about {max(needed, n + 1)} repetitions (--perf-repetitions) would narrow the interval enough"
+        return f"more than {MAX_SUGGESTED_REPETITIONS} {what} would be needed; rerun on a quieter machine"
+    return f"about {max(needed, n + 1)} {what} ({more}) would narrow the interval enough"
 
 
 def decide(
@@ -145,11 +185,40 @@ def decide(
 ) -> Decision:
     """The verdict on one metric: the repetitions of its baseline and of now, its direction ("higher"
     or "lower" is better), and its relative tolerance (0.1 = 10%). See the module docstring."""
+    _check(better, tolerance)
+    change, low, high = change_interval(baseline, candidate, confidence, resamples, seed)
+    n = min(_clean(baseline).size, _clean(candidate).size)
+    return _verdict(change, low, high, better, tolerance, confidence, n, "--perf-repetitions")
+
+
+def decide_paired(
+    base: Sequence[float],
+    head: Sequence[float],
+    better: str,
+    tolerance: float,
+    confidence: float = CONFIDENCE,
+    resamples: int = RESAMPLES,
+    seed: int = SEED,
+) -> Decision:
+    """The verdict on one metric from pairs measured side by side (base_i, head_i): the same rule as
+    decide(), on paired_change_interval()."""
+    _check(better, tolerance)
+    change, low, high = paired_change_interval(base, head, confidence, resamples, seed)
+    n = sum(1 for b, h in zip(base, head) if _finite_pair(b, h))
+    return _verdict(change, low, high, better, tolerance, confidence, n, "--pairs")
+
+
+def _check(better: str, tolerance: float) -> None:
     if better not in ("higher", "lower"):
         raise ValueError(f"better={better!r}: expected 'higher' or 'lower'")
     if not (tolerance >= 0 and math.isfinite(tolerance)):
         raise ValueError(f"tolerance={tolerance!r}: expected a finite number >= 0")
-    change, low, high = change_interval(baseline, candidate, confidence, resamples, seed)
+
+
+def _verdict(
+    change: float, low: float, high: float, better: str, tolerance: float, confidence: float, n: int, more: str
+) -> Decision:
+    """Where the interval of a change lies against the tolerance, in the metric's better direction."""
     # In the better direction: a gain > 0 is good, whatever the metric.
     gain, glow, ghigh = (change, low, high) if better == "higher" else (-change, -high, -low)
     edge = tolerance + EDGE
@@ -167,12 +236,12 @@ def decide(
         )
     if glow >= -edge:
         return Decision("unchanged", change, low, high, tolerance, f"{shown}: within tolerance")
-    n = min(_clean(baseline).size, _clean(candidate).size)
     return Decision(
         "inconclusive",
         change,
         low,
         high,
         tolerance,
-        f"{shown}: the interval holds both no change and a regression; {_settle(gain, glow, ghigh, tolerance, n)}",
+        f"{shown}: the interval holds both no change and a regression; "
+        + _settle(gain, glow, ghigh, tolerance, n, more),
     )

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from perfsuite.errors import PerfsuiteError, UsageError
 
-__all__ = ["dumps", "write_atomic", "load", "finite"]
+__all__ = ["dumps", "write_atomic", "write_text_atomic", "load", "finite"]
 
 
 def finite(obj):
@@ -33,8 +33,13 @@ def dumps(obj, *, indent: int | None = 2, sort_keys: bool = False) -> str:
 def write_atomic(path: str | os.PathLike, obj, *, sort_keys: bool = False) -> Path:
     """Write dumps(obj) to `path` through a temporary file in the same folder and a rename: a reader
     sees the old file or the new one, never half; the temporary file is removed on failure."""
-    path = Path(path)
     text = dumps(obj, sort_keys=sort_keys) + "\n"  # before any file is made: a bad value leaves nothing
+    return write_text_atomic(path, text)
+
+
+def write_text_atomic(path: str | os.PathLike, text: str) -> Path:
+    """Write `text` to `path` as write_atomic does (JSON lines, for one)."""
+    path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:

@@ -19,9 +19,16 @@ COMPARABLE = ("model", "workload", "load", "engine")
 
 def config_mismatch(baseline: dict, m: Measurement) -> str:
     """What makes a baseline measure something else: another model, workload, load or engine settings."""
-    prov = baseline.get("provenance", {})
-    now = {"model": m.model, "workload": m.workload, "load": m.load, "engine": m.engine}
+    prov = dict(baseline.get("provenance", {}))
+    now = {"model": m.model, "workload": m.workload, "load": _served(m.load), "engine": m.engine}
+    if isinstance(prov.get("load"), dict):
+        prov["load"] = _served(prov["load"])
     return "; ".join(f"{k} was {prov[k]!r}, now {now[k]!r}" for k in COMPARABLE if k in prov and prov[k] != now[k])
+
+
+def _served(load: dict) -> dict:
+    """A load as the server sees it: how many load-generator processes sent it is not part of it."""
+    return {k: v for k, v in load.items() if k != "workers"}
 
 
 def _fingerprint(provenance: dict, whose: str) -> tuple[Fingerprint | None, str | None]:

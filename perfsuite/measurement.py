@@ -49,6 +49,7 @@ class Measurement:
     roofline: dict[str, Any] | None = None  # the physical bound it was checked against
     above_bound: str | None = None  # the arithmetic, when the numbers beat the physical bound
     sweep: dict[str, Any] | None = None  # a load sweep's points and chosen rate
+    breakdown: dict[str, Any] = field(default_factory=dict)  # per stage of a staged load, per turn of sessions
     ungated: str | None = None  # why this kind of measurement is reported, never gated
     notes: tuple[str, ...] = ()
     server_notes: tuple[str, ...] = ()  # settings the framework did not honour, and why
@@ -154,6 +155,7 @@ class Measurement:
         for key in ("repetitions", "client", "memory_series", "errors", "notes", "server_notes"):
             kw[key] = tuple(kw.get(key) or ())
         kw["distributions"] = kw.get("distributions") or {}
+        kw["breakdown"] = kw.get("breakdown") or {}
         if isinstance(kw.get("baseline_written"), bool):
             kw["baseline_written"] = None
         verdict = d.get("verdict")

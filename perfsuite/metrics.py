@@ -7,6 +7,13 @@ Definitions (the ones vLLM's own benchmark uses):
 - E2E: send to end of stream.
 - Throughput: completed requests (or tokens) / wall time of the measured phase.
 - Goodput: completed requests per second that met the SLO on TTFT and TPOT.
+
+Reasoning models (only when some request streamed reasoning, so that other runs keep their metric set):
+- TTFAT: send to the first chunk of answer text (after the thinking; TTFT still ends at the first chunk
+  of any kind). Requests that never left their reasoning have none and are left out of it.
+- Reasoning and answer tokens per request: RequestRecord.reasoning_output_tokens (the server's
+  reasoning_tokens when its usage gives them, else the streamed reasoning chunks) and the rest of the
+  output tokens, so the two add up to the server's completion_tokens.
 """
 
 from __future__ import annotations
@@ -44,6 +51,8 @@ METRICS: dict[str, MetricSpec] = {
         for m in ("ttft", "tpot", "itl", "e2e")
         for p in PCTS
     },
+    # Reasoning models only (time to first answer token, after the thinking): not gated.
+    **{f"ttfat_p{p}_ms": MetricSpec("ms", "lower", tolerance=0.15) for p in PCTS},
     # On GPUs: NVML used/total (a framework that pre-allocates its KV cache uses more, which is better).
     # On the CPU: the server's process-tree PSS / RAM, which says nothing of the KV cache: not gated.
     "memory_utilization": MetricSpec("ratio", "higher", gated=True, tolerance=0.05, gated_on_cpu=False),
@@ -92,11 +101,23 @@ def summarize(records: list[RequestRecord], wall_s: float, slo: SLO = SLO()) -> 
         for p, v in percentiles(values).items():
             out[f"{name}_p{p}_ms"] = v
         out[f"{name}_mean_ms"] = float(np.mean(values)) if values else float("nan")
+    if any(r.reasoned for r in ok):
+        _reasoning(ok, out)
 
     good = sum(1 for r in ok if _meets(r, slo))
     out["goodput"] = good / wall_s if wall_s > 0 else 0.0
     out["goodput_ratio"] = good / n if n else float("nan")
     return out
+
+
+def _reasoning(ok: list[RequestRecord], out: dict[str, float]) -> None:
+    """TTFAT percentiles over the requests that answered, and the mean reasoning and answer tokens."""
+    ttfat = [(r.first_answer - r.send) * 1e3 for r in ok if r.first_answer is not None]
+    for p, v in percentiles(ttfat).items():
+        out[f"ttfat_p{p}_ms"] = v
+    out["ttfat_mean_ms"] = float(np.mean(ttfat)) if ttfat else float("nan")
+    out["mean_reasoning_tokens"] = float(np.mean([r.reasoning_output_tokens for r in ok]))
+    out["mean_answer_tokens"] = float(np.mean([r.answer_output_tokens for r in ok]))
 
 
 def _meets(r: RequestRecord, slo: SLO) -> bool:

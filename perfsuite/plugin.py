@@ -9,10 +9,12 @@ from pathlib import Path
 
 import pytest
 
+from perfsuite.ab.plan import Plan, PlannedServer, PlanningPool, PlanRecorder
 from perfsuite.calculator import load_catalogs
 from perfsuite.errors import PerfsuiteError, Unavailable, UsageError
 from perfsuite.frameworks import EngineSettings, RunningServer
 from perfsuite.hardware import check_profile, resolve_profile
+from perfsuite.loads import load_sizes
 from perfsuite.recorder import Recorder
 from perfsuite.report import claims_table, matrix_table, verdict_table
 from perfsuite.session import PerfOptions, PerfSession
@@ -61,6 +63,26 @@ _OPTIONS = [
         "string",
     ),
     ("--perf-prices", "perf_prices", "JSON file of your own hardware and API prices (see docs/report.md)", "string"),
+    (
+        "--perf-workers",
+        "perf_workers",
+        "load-generator processes for every measurement whose load does not name its own (default 1): "
+        "add them when the client's self-check says it could not keep up",
+        "string",
+    ),
+    (
+        "--perf-ray",
+        "perf_ray",
+        "run the load-generator workers as Ray actors on this cluster: auto, host:port or ray://host:port",
+        "string",
+    ),
+    (
+        "--perf-ab-plan",
+        "perf_ab_plan",
+        "used by `perfsuite ab`: write what each selected perf test would measure to this JSON file, "
+        "starting no server and sending no load",
+        "string",
+    ),
 ]
 
 
@@ -150,6 +172,9 @@ def options_from_config(config: pytest.Config) -> PerfOptions:
         budget_s=_budget(config),
         report_dir=Path(config.rootpath, report) if (report := _get(config, "perf_report")) else None,
         prices=Path(config.rootpath, prices) if (prices := _get(config, "perf_prices")) else None,
+        ab_plan=Path(plan) if (plan := _get(config, "perf_ab_plan")) else None,
+        workers=_int(config, "perf_workers", 1, "--perf-workers"),
+        ray_address=_get(config, "perf_ray"),
     )
 
 
@@ -220,7 +245,7 @@ def pytest_collection_finish(session: pytest.Session) -> None:
     """Read every selected perf test's baseline now, before any server starts: a broken file (bad JSON,
     schema, NaN or infinity) fails its test at once, naming the file and field."""
     s = session.config.stash.get(SESSION, None)
-    if s is not None:
+    if s is not None and not s.options.ab_plan:  # planning compares nothing with a baseline
         s.check_baselines(item.nodeid for item in session.items if "perf" in getattr(item, "fixturenames", ()))
 
 
@@ -250,30 +275,38 @@ def perf_model(perf_session: PerfSession) -> str:
 def perf_servers(perf_session: PerfSession):
     """The session's server pool: one server at a time, reused across tests with the same settings. This
     fixture is the pool's one owner: it closes it, stopping the last server, also on failure or interrupt."""
+    if perf_session.options.ab_plan:  # planning starts nothing: a test that asks the pool gets a plan
+        yield PlanningPool()
+        return
     with perf_session.open_pool() as pool:
         yield pool
 
 
 @pytest.fixture
-def serving(request: pytest.FixtureRequest, perf_session: PerfSession, perf_servers, perf_model) -> RunningServer:
+def serving(request: pytest.FixtureRequest, perf_session: PerfSession, perf_servers) -> RunningServer:
     """A ready server of the framework this test is parametrized with, with the test's `engine` settings."""
     name = getattr(request, "param", None) or perf_session.selected[0]
+    if perf_session.options.ab_plan:
+        return PlannedServer(name, _engine_settings(request.node, perf_session))
+    perf_model = request.getfixturevalue("perf_model")
     plugin = perf_session.frameworks[name]
     reason = perf_session.why_unavailable(name)
     if reason:
         perf_session.unmeasured[name] = reason
         pytest.skip(f"{name}: {reason}")
     try:
-        return perf_servers.get(plugin, perf_model, _engine_settings(request.node))
+        return perf_servers.get(plugin, perf_model, _engine_settings(request.node, perf_session))
     except PerfsuiteError as exc:
         pytest.fail(f"{name}: {exc}", pytrace=False)
 
 
-def _engine_settings(node: pytest.Item) -> EngineSettings:
-    """The settings of the test's `engine` marker (the defaults without one)."""
+def _engine_settings(node: pytest.Item, perf_session: PerfSession) -> EngineSettings:
+    """The settings of the test's `engine` marker, over the profile's (data/loads.json: a GPU profile's
+    batch is sized for its loads), over EngineSettings' defaults."""
     marker = node.get_closest_marker("engine")
+    kwargs = {**load_sizes(perf_session.profile.name).engine, **(marker.kwargs if marker else {})}
     try:
-        return EngineSettings.from_kwargs(**marker.kwargs) if marker else EngineSettings()
+        return EngineSettings.from_kwargs(**kwargs)
     except UsageError as exc:
         pytest.fail(f"@pytest.mark.engine: {exc}", pytrace=False)
 
@@ -305,12 +338,17 @@ class PerfFixture:
 @pytest.fixture
 def perf(request: pytest.FixtureRequest, perf_session: PerfSession, perf_servers) -> PerfFixture:
     """Measure a server and gate the result against the stored baseline: `perf.measure(serving, "chat")`."""
-    return PerfFixture(Recorder(perf_session, request.node.nodeid, _engine_settings(request.node)))
+    if perf_session.options.ab_plan:
+        return PerfFixture(PlanRecorder.of(perf_session, request.node.nodeid))
+    return PerfFixture(Recorder(perf_session, request.node.nodeid, _engine_settings(request.node, perf_session)))
 
 
 def pytest_sessionfinish(session: pytest.Session) -> None:
     s = session.config.stash.get(SESSION, None)
     if s is None:
+        return
+    if s.options.ab_plan:
+        Plan(tuple(s.planned), dict(s.not_paired), s.profile.name).write(s.options.ab_plan)
         return
     s.write_results()
     if s.options.report_dir:

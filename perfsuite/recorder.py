@@ -9,10 +9,12 @@ import math
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, replace
 
+from perfsuite.ab.plan import PlannedServer, PlanRecorder
 from perfsuite.cost import add_costs
 from perfsuite.errors import GateFailure, PerfsuiteError, Unavailable
 from perfsuite.frameworks import EngineSettings, OfflineCapable, RunningServer
 from perfsuite.loadgen import Load
+from perfsuite.loads import sized_load
 from perfsuite.measurement import Measurement
 from perfsuite.report import comparison_table
 from perfsuite.runner import Run, provenance
@@ -64,6 +66,11 @@ class Recorder:
         """The hardware profile's name, for tests whose thresholds depend on it."""
         return self.session.profile.name
 
+    def sized_load(self, arrival: str = "closed") -> Load:
+        """The default perf tests' load on this profile (perfsuite.loads: 8 users on the CPU default, as
+        many as the KV cache and max_num_seqs take on a GPU), closed or Poisson."""
+        return sized_load(self.session.profile.name, arrival)
+
     def measure(
         self,
         server: RunningServer,
@@ -78,6 +85,11 @@ class Recorder:
     ) -> Measurement:
         """Measure `server`; `variant` names one of several measurements in one test (its own baseline).
         Any failed request fails the test unless `max_error_rate` allows it."""
+        if isinstance(server, PlannedServer):  # planning for perfsuite ab (a fixture that built a Recorder)
+            PlanRecorder.of(self.session, self.test_id).measure(
+                server, workload, load, thresholds=thresholds, slo=slo, repetitions=repetitions,
+                max_error_rate=max_error_rate, variant=variant,
+            )  # fmt: skip
         wl = get_workload(workload) if isinstance(workload, str) else workload
         load = load or Load.closed(8, requests=48)
         slo = slo or SLO()
@@ -150,7 +162,7 @@ class Recorder:
             # Measured on this machine: the sustainable rate moves a whole step (64 <-> 96 req/s for vLLM)
             # from run to run, a 30% swing no tolerance can gate. Thresholds still apply; the report draws it.
             ungated="a sweep's sustainable rate moves a whole rate step between runs",
-            notes=(note,),
+            notes=(*m.notes, note),
         )
         return self._record(m, thresholds)
 
@@ -214,6 +226,8 @@ class Recorder:
         """The load repetitions against `server`; an error names the framework. `adaptive`: --perf-budget-s
         may add repetitions (not for a sweep's single run per rate)."""
         s = self.session
+        if s.options.workers > 1 and load.workers == 1 and load.arrival != "sessions":  # sessions: one process
+            load = replace(load, workers=s.options.workers)
         try:
             return self._run_repetitions(
                 server.target(wl.api),
@@ -225,6 +239,8 @@ class Recorder:
                 repetitions=repetitions,
                 slo=slo,
                 budget_s=s.options.budget_s if adaptive else None,
+                max_model_len=server.settings.max_model_len,
+                ray_address=s.options.ray_address,
             )
         except PerfsuiteError as exc:
             raise type(exc)(f"{server.framework}: {exc}") from exc

@@ -189,7 +189,7 @@ def _interval(r: dict) -> str:
     return f"{low:+.1f}% to {high:+.1f}%"
 
 
-def comparison_table(rows: list[dict], fmt: str = "simple") -> str:
+def comparison_table(rows: list[dict], fmt: str = "simple", sides: tuple[str, str] = ("baseline", "now")) -> str:
     """Baseline, now, change with its interval, and verdict for every compared metric; below the table,
     why each regression, improvement or inconclusive verdict was given (and what would settle it)."""
     body = []
@@ -208,7 +208,7 @@ def comparison_table(rows: list[dict], fmt: str = "simple") -> str:
         )
     table = tabulate(
         body,
-        headers=["metric", "baseline", "now", "change", "interval (90%)", "tolerance", "verdict"],
+        headers=["metric", *sides, "change", "interval (90%)", "tolerance", "verdict"],
         tablefmt=fmt,
         disable_numparse=True,
     )

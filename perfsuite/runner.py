@@ -3,7 +3,6 @@ cost; and the provenance of a number. perfsuite.recorder and the `perfsuite load
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import datetime as dt
 import itertools
@@ -25,11 +24,14 @@ from perfsuite.decision import median_interval
 from perfsuite.errors import MeasurementError
 from perfsuite.fingerprint import this_machine
 from perfsuite.hardware import HardwareProfile
-from perfsuite.loadgen import Endpoint, Load, client_saturation, run_load
+from perfsuite.loadgen import Endpoint, Load, client_saturation
 from perfsuite.metrics import summarize
 from perfsuite.protocols import StreamProtocol
+from perfsuite.sessions import turn_breakdown
 from perfsuite.slo import SLO
+from perfsuite.stages import stage_breakdown
 from perfsuite.telemetry import MetricNames, Telemetry
+from perfsuite.workers import open_workers
 from perfsuite.workloads import PromptBuilder, Workload
 
 __all__ = ["Target", "TelemetrySources", "Run", "run", "provenance", "histogram", "distributions"]
@@ -168,10 +170,35 @@ class Run:
     errors: tuple[str, ...]
     error_count: int
     client_saturation: str | None  # why the load generator was the bottleneck (no more repetitions ran)
+    notes: tuple[str, ...] = ()  # what the measurement should say: a request file's size and its dropped entries
+    breakdown: dict = field(default_factory=dict)  # per part of the load: {"stages": [...]}, medians over repetitions
 
     def measurement_fields(self) -> dict:
         """These numbers as the keyword arguments of a perfsuite.measurement.Measurement."""
         return {f.name: getattr(self, f.name) for f in fields(self)}
+
+    @classmethod
+    def joined(cls, runs: list[Run], reason: str) -> Run:
+        """Runs of one repetition each (perfsuite ab's pairs) as one Run of all their repetitions, in
+        order; `reason` is why no more ran. Distributions are not joined (each run's are over its own bins)."""
+        reps = [r for run in runs for r in run.repetitions]
+        return cls(
+            metrics=_combine(reps),
+            repetitions=tuple(reps),
+            stopping={
+                "reason": reason,
+                "repetitions": len(reps),
+                "seconds": round(sum(run.stopping["seconds"] for run in runs), 1),
+            },
+            client=tuple(c for run in runs for c in run.client),
+            memory_series=tuple(s for run in runs for s in run.memory_series),
+            distributions={},
+            errors=tuple(e for run in runs for e in run.errors)[:20],
+            error_count=sum(run.error_count for run in runs),
+            client_saturation=next((run.client_saturation for run in runs if run.client_saturation), None),
+            notes=runs[0].notes if runs else (),
+            breakdown=runs[0].breakdown if len(runs) == 1 else {},
+        )
 
 
 # Counts add up over repetitions; a failed repetition must never hide behind the others' median.
@@ -180,8 +207,10 @@ SUMMED = ("requests", "requests_ok")
 
 def _combine(reps: list[dict[str, float]]) -> dict[str, float]:
     """One figure per metric: the median over repetitions, except counts (summed) and the error rate
-    (failed / sent over every repetition)."""
-    metrics = {k: _median([r.get(k) for r in reps]) for k in reps[0]}
+    (failed / sent over every repetition). A metric that only some repetitions have (time to first
+    answer token: only where the model reasoned) is the median of those that have it."""
+    keys = dict.fromkeys(k for r in reps for k in r)
+    metrics = {k: _median([r.get(k) for r in reps]) for k in keys}
     for key in SUMMED:
         metrics[key] = float(sum(r.get(key, 0.0) for r in reps))
     sent = metrics["requests"]
@@ -200,6 +229,8 @@ def run(
     repetitions: int = 3,
     slo: SLO = SLO(),
     budget_s: float | None = None,
+    max_model_len: int | None = None,
+    ray_address: str | None = None,
 ) -> Run:
     """Run the load `repetitions` times against `target`.
 
@@ -208,28 +239,33 @@ def run(
     `budget_s`, `repetitions` is the minimum: more run until KEY_METRIC's median is within +-PRECISION
     or the next repetition would end after `budget_s` seconds. A repetition whose load generator could
     not keep up ends the run (Run.client_saturation says why): its numbers measure the client.
+    A workload read from a file drops the entries longer than `max_model_len` (the server's limit).
+    `load.workers` > 1 sends each repetition from that many load-generator processes, started once for
+    the whole run (perfsuite.workers), or Ray actors on the cluster at `ray_address`.
     """
     if repetitions < 1:
         raise MeasurementError(f"repetitions={repetitions}: at least one is needed")
     price = profile.price_per_hour * devices
-    count = load.warmup_requests + (load.requests or 4096)  # duration mode cycles through these
-    reps, clients, errors, series, ok_records = [], [], [], [], []
+    # Duration mode cycles through these; a trace replays to its end unless capped.
+    count = load.warmup_requests + (load.requests or (10**9 if load.arrival == "trace" else 4096))
+    reps, clients, errors, series, ok_records, parts = [], [], [], [], [], []
     error_count, saturation = 0, None
     started, stop = time.monotonic(), None
     sources = target.telemetry
-    with _pinned(target.client_cpus):
+    with _pinned(target.client_cpus), open_workers(load.workers, ray_address) as generator:
         for i in itertools.count():
             if i >= repetitions and (stop := _stop_reason(reps, started, budget_s)):
                 break
-            specs = prompts.requests(workload, count, seed=load.seed + i)
+            if load.arrival == "sessions":
+                specs = prompts.sessions(workload, load.warmup_requests + load.sessions, load.seed + i, max_model_len)
+            else:
+                specs = prompts.requests(workload, count, seed=load.seed + i, max_model_len=max_model_len)
             tel = None
             if sources.enabled:
                 tel = Telemetry(sources.procs, sources.metrics_url, sources.metric_names, use_gpu=profile.kind == "gpu")
                 tel.start()
             try:
-                result = asyncio.run(
-                    run_load(target.endpoint, target.protocol, specs, load, target.headers, repetition=i)
-                )
+                result = generator.run(target.endpoint, target.protocol, specs, load, target.headers, repetition=i)
             finally:
                 tsum = tel.stop() if tel else {}
             if target.check_alive:
@@ -238,6 +274,10 @@ def run(
             m.update({k: v for k, v in tsum.items() if isinstance(v, (int, float))})
             add_costs(m, price)
             reps.append(m)
+            if load.stages:
+                parts.append(stage_breakdown(load.stages, result.records, result.started))
+            elif load.arrival == "sessions":
+                parts.append(turn_breakdown(result.records))
             clients.append(result.client.to_dict())
             failed = [r.error for r in result.records if r.error]
             error_count += len(failed)
@@ -247,7 +287,9 @@ def run(
                 series.append(
                     [{"t": round(s["t"], 2), "mem_used_gb": round(s["mem_used"] / 1e9, 4)} for s in tel.samples]
                 )
-            if saturation := client_saturation(result.client, load, latency_ms=m.get("ttft_p50_ms")):
+            if saturation := client_saturation(
+                result.client, load, latency_ms=m.get("ttft_p50_ms"), cycle_ms=m.get("e2e_p50_ms")
+            ):
                 stop = "client saturated"
                 break
     return Run(
@@ -260,4 +302,20 @@ def run(
         errors=tuple(errors[:20]),
         error_count=error_count,
         client_saturation=saturation,
+        notes=tuple(prompts.sourced(workload, max_model_len).notes()) if workload.source else (),
+        breakdown={("stages" if load.stages else "turns"): _median_rows(parts)} if parts else {},
     )
+
+
+def _median_rows(runs: list[list[dict]]) -> list[dict]:
+    """Rows of several repetitions (one list of rows each, same length) as one list: each number the
+    median over repetitions (None where none has one), other fields as the first repetition's."""
+    rows = []
+    for same in zip(*runs):
+        row = dict(same[0])
+        for key, value in same[0].items():
+            if isinstance(value, (int, float)) and not isinstance(value, bool):
+                values = [r[key] for r in same if r.get(key) is not None]
+                row[key] = float(statistics.median(values)) if values else None
+        rows.append(row)
+    return rows

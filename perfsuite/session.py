@@ -15,7 +15,7 @@ from pathlib import Path
 
 from perfsuite.baseline import baseline_path, load_baseline, promote, successor
 from perfsuite.errors import PerfsuiteError, ServerError, UsageError
-from perfsuite.fingerprint import Fingerprint, machine_slug, this_machine
+from perfsuite.fingerprint import MACHINE_SLUG, Fingerprint, machine_slug, this_machine
 from perfsuite.frameworks import EngineSettings, FrameworkPlugin, RunningServer, load_frameworks
 from perfsuite.hardware import HardwareProfile
 from perfsuite.jsonfile import write_atomic
@@ -43,6 +43,9 @@ class PerfOptions:
     budget_s: float | None = None  # --perf-budget-s: add repetitions until precise, within this time
     report_dir: Path | None = None  # --perf-report: write perf-report.md and perf-report.html there
     prices: Path | None = None  # --perf-prices: the user's prices laid over the catalogs (report and calculator)
+    ab_plan: Path | None = None  # --perf-ab-plan: record what perf tests would measure (perfsuite ab), run nothing
+    workers: int = 1  # --perf-workers: load-generator processes for loads that do not name their own
+    ray_address: str | None = None  # --perf-ray: the workers are Ray actors on this cluster
 
 
 def resolve_model(model: str | None, cache_dir: str | None = None) -> str:
@@ -132,6 +135,8 @@ class PerfSession:
     unmeasured: dict[str, str] = field(default_factory=dict)  # framework -> why it could not run here
     device: Device | None = None  # the roofline's device: probed on the cpu profile, else from the catalog
     fingerprint: Fingerprint | None = None  # this machine's (perfsuite.fingerprint); read when not given
+    planned: list = field(default_factory=list)  # with --perf-ab-plan: perfsuite.ab.plan.PlannedMeasurement
+    not_paired: dict[str, str] = field(default_factory=dict)  # with --perf-ab-plan: test id -> why not
 
     def __post_init__(self) -> None:
         if self.fingerprint is None:
@@ -223,13 +228,21 @@ class PerfSession:
         return baseline_path(self.options.baseline_dir, self.profile.name, test_id, machine=self.machine)
 
     def baseline_file(self, test_id: str) -> Path:
-        """The baseline `test_id` is judged against: this machine's, else an older one directly under the
-        profile's folder (judged other-hardware unless its fingerprint matches), else where it would be."""
+        """The baseline `test_id` is judged against: this machine's; else an older one directly under the
+        profile's folder; else another machine's (both judged other-hardware unless the fingerprint
+        matches: the note says what differs, where "no baseline" would hide that one exists); else where
+        this machine's would be."""
         own = self.baseline_target(test_id)
         if own.exists():
             return own
         flat = baseline_path(self.options.baseline_dir, self.profile.name, test_id)
-        return flat if flat.exists() else own
+        if flat.exists():
+            return flat
+        profile_dir = self.options.baseline_dir / self.profile.name
+        folders = sorted(p for p in profile_dir.iterdir() if p.is_dir()) if profile_dir.is_dir() else []
+        folders = [d for d in folders if MACHINE_SLUG.fullmatch(d.name) and d.name != "history" and not d.is_symlink()]
+        others = [d / flat.name for d in folders if (d / flat.name).is_file()]
+        return others[0] if others else own  # (no glob: test ids hold [] that glob reads as a pattern)
 
     def check_baselines(self, test_ids: Iterable[str]) -> dict[str, str]:
         """Read the baselines of `test_ids`; {test id: the problem} for each that cannot be used."""

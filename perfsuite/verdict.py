@@ -20,6 +20,10 @@ class Verdict(str, Enum):
     STALE_BASELINE = "stale baseline"  # the baseline measured something else (model, workload, load, engine)
     OTHER_HARDWARE = "other-hardware"  # the baseline was taken on other hardware (perfsuite.fingerprint)
     REPORTED = "reported, not gated"  # a kind of measurement that is reported only (a load sweep)
+    # perfsuite ab (base against head in one run): a test that could not be paired.
+    ONLY_IN_BASE = "only in base"  # removed or deselected in head
+    ONLY_IN_HEAD = "only in head"  # new in head: nothing to pair it with
+    NOT_PAIRED = "not paired"  # a sweep, an offline run, a claim, or a framework that cannot run here
     # Measurement errors: the numbers are not a measurement of the server, and reach no matrix or report.
     ERRORS = "errors"  # requests failed beyond what the test allows
     ABOVE_BOUND = "above bound"  # faster than the hardware's physical bound

@@ -59,6 +59,13 @@ class JSONLinesProtocol:
             return StreamEvent(kind, usage.get("prompt_tokens"), usage.get("completion_tokens"))
         return TOKEN if "text" in event else None
 
+    def answer_text(self, line: bytes) -> str:
+        """The text of a token line (multi-turn sessions send it back as the history)."""
+        return json.loads(line).get("text") or ""
+
+    def cached_tokens(self, line: bytes) -> int | None:
+        return None  # the handler has no prefix cache
+
 
 def java_version() -> int | None:
     """The major version of `java` on PATH, or None."""

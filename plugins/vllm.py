@@ -89,6 +89,9 @@ def server_args(
     args = [python, "-m", "vllm.entrypoints.openai.api_server", "--model", model]
     args += ["--served-model-name", Path(model).name or model, "--host", host, "--port", str(port)]
     args += ["--seed", "0", "--disable-uvicorn-access-log"]
+    # Each response's usage then says how many prompt tokens came from the prefix cache (multi-turn
+    # sessions read it per turn; the server's counters only give the total).
+    args += ["--enable-prompt-tokens-details"]
     kw, notes = engine_kwargs(settings, profile.kind)
     for name, value in kw.items():
         flag = "--" + name.replace("_", "-")

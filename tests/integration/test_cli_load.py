@@ -1,16 +1,10 @@
 """`perfsuite load` against a real vLLM server that is already running (as in a cluster deployment)."""
 
 import json
-import tempfile
-from pathlib import Path
 
 import pytest
 
 from perfsuite.cli import main
-from perfsuite.frameworks import EngineSettings
-from perfsuite.hardware import resolve_profile
-from perfsuite.model import build_model
-from perfsuite_plugins.vllm import VLLMPlugin
 
 pytestmark = pytest.mark.perf
 SECRET = "sk-perfsuite-test-0123456789"
@@ -21,11 +15,8 @@ def _load_argv(server, model, *extra):
 
 
 @pytest.fixture(scope="module")
-def running_server():
-    model = str(build_model())
-    server = VLLMPlugin().start(model, EngineSettings(), resolve_profile("cpu"), Path(tempfile.mkdtemp()))
-    yield server, model
-    server.stop()
+def running_server(vllm_server):
+    return vllm_server
 
 
 def test_load_command_measures_an_endpoint(running_server, tmp_path, capsys, monkeypatch):

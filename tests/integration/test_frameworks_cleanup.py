@@ -16,6 +16,7 @@ import uuid
 
 import psutil
 import pytest
+from marked_processes import marked_processes
 
 from perfsuite.container import find_engine
 from perfsuite.frameworks import load_frameworks
@@ -47,14 +48,7 @@ def _available(name: str) -> None:
 
 
 def _marked(token: str) -> list[psutil.Process]:
-    found = []
-    for p in psutil.process_iter():
-        try:
-            if p.environ().get(MARKER) == token:
-                found.append(p)
-        except psutil.Error:
-            continue
-    return found
+    return marked_processes(MARKER, token)
 
 
 def _containers() -> list[str]:
@@ -83,7 +77,9 @@ def test_a_failed_test_leaves_nothing_running(pytester, monkeypatch, framework):
     pytester.makepyfile(test_cleanup=FAILING)
     result = pytester.runpytest_subprocess("-p", "no:cacheprovider", f"--frameworks={framework}", "--perf-log-dir=logs")
     result.assert_outcomes(failed=1)
-    result.stdout.fnmatch_lines(["*perf breach*", "request_throughput*>= 1e+09*BREACH*"])
+    # The threshold fails it; on a busy 2-core machine the judge may find the client starved first
+    # (a Ray Serve proxy sharing its core). Either is a failed perf test, which is what is cleaned up after.
+    result.stdout.re_match_lines([r".*perf (breach|client saturated).*"])
     assert _leftovers(token) == []
 
 

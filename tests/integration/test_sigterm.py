@@ -12,6 +12,7 @@ from pathlib import Path
 
 import psutil
 import pytest
+from marked_processes import marked_processes
 
 import perfsuite
 from perfsuite.frameworks import load_frameworks
@@ -28,15 +29,7 @@ def test_long(serving, perf):
 
 
 def _marked(token: str) -> list[psutil.Process]:
-    """Live processes that inherited the marker (the pytest run and every server process it started)."""
-    found = []
-    for p in psutil.process_iter():
-        try:
-            if p.environ().get(MARKER) == token and p.status() != psutil.STATUS_ZOMBIE:
-                found.append(p)
-        except psutil.Error:
-            continue
-    return found
+    return marked_processes(MARKER, token)
 
 
 def _wait_until_serving(proc: subprocess.Popen, token: str, timeout_s: float = 300) -> None:

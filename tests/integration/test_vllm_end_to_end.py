@@ -105,9 +105,11 @@ def test_regression_gate_update_and_approve(pytester, monkeypatch, capsys):
     # tolerance (TTFT on a busy 2-core machine can).
     assert again.verdict.value in ("pass", "inconclusive") and not again.fails
 
-    # perfsuite compare on the two real results files: run 2 against run 1 as it was, and against a
-    # copy of run 1 that claims twice the throughput.
-    assert perfsuite_main(["compare", "a.json", "b.json"]) == 0
+    # perfsuite compare on the real results files: run 2 against itself (a pass), and against a copy of
+    # run 1 that claims twice the throughput (a regression). Not run 2 against run 1 as it was: two
+    # back-to-back runs on this VM can differ by more than the tolerance (CI, 2026-11-29: 7.28 then
+    # 5.80 req/s, -20%), which is what `perfsuite ab` is for.
+    assert perfsuite_main(["compare", "b.json", "b.json"]) == 0
     a = json.loads((pytester.path / "a.json").read_text())
     for m in a["measurements"]:
         m["metrics"]["request_throughput"] *= 2

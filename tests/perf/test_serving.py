@@ -5,8 +5,6 @@ Each test runs once per selected framework (`--frameworks`, default: every insta
 
 import pytest
 
-from perfsuite import Load
-
 pytestmark = pytest.mark.perf
 
 
@@ -22,19 +20,28 @@ def test_chat(serving, perf):
     thresholds = {}
     if serving.framework in CONTINUOUS_BATCHING:
         thresholds = {"ttft_p99_ms": f"<= {CHAT_TTFT_P99_MS.get(perf.profile, 500)}"}
-    perf.measure(serving, "chat", Load.closed(8, requests=48), thresholds=thresholds)
+    perf.measure(serving, "chat", perf.sized_load(), thresholds=thresholds)
 
 
 def test_rag(serving, perf):
     """A long document shared by every request: prefix caching's home ground."""
-    perf.measure(serving, "rag", Load.closed(8, requests=48))
+    perf.measure(serving, "rag", perf.sized_load())
 
 
 def test_throughput(serving, perf):
-    """Fixed 128-in/128-out requests from 8 concurrent users: capacity, and so cost per request."""
-    perf.measure(serving, "throughput", Load.closed(8, requests=48))
+    """Fixed 128-in/128-out requests from concurrent users (8 on the CPU default; on a GPU, as many as its
+    KV cache and max_num_seqs take: perfsuite.loads): capacity, and so cost per request."""
+    perf.measure(serving, "throughput", perf.sized_load())
 
 
 def test_poisson_arrivals(serving, perf):
     """Open-loop Poisson arrivals at a rate below capacity: latency under realistic traffic."""
-    perf.measure(serving, "chat", Load.poisson(8.0, requests=48, seed=1))
+    perf.measure(serving, "chat", perf.sized_load("poisson"))
+
+
+def test_article_shape(serving, perf):
+    """The source article's request: 4,096 tokens in, 512 out, on GPU profiles (the CPU default's model
+    takes 1,024 tokens). Its cost per 1M requests is the article's headline figure (docs/worked-example.md)."""
+    if perf.profile == "cpu":
+        pytest.skip("the article's 4,096 + 512-token requests exceed the CPU default's max_model_len (1,024)")
+    perf.measure(serving, "article", perf.sized_load())

@@ -79,3 +79,26 @@ def test_a_flat_baseline_from_before_fingerprints_says_to_re_take_it(pytester):
     assert _verdicts(pytester) == ["other-hardware"]
     notes = json.loads((pytester.path / "results.json").read_text())["measurements"][0]["notes"]
     assert any("baseline has no hardware fingerprint: re-take it" in n for n in notes)
+
+
+def test_only_another_machines_baseline_is_other_hardware_not_no_baseline(pytester):
+    """A machine with no folder of its own is told that baselines exist for another one, and what differs
+    (measured: on an AMD EPYC model 17 the committed model-1 baselines read "no baseline" before). The
+    test id holds brackets, as parametrized ids do (a glob pattern would read them as a character class)."""
+    bracketed = PERF_TEST.replace("def test_chat(", '@pytest.mark.parametrize("x", ["vllm"])\ndef test_chat(x, ')
+    pytester.makepyfile(test_p=bracketed)
+    pytester.runpytest(*ARGS, "--perf-update-baselines").assert_outcomes(passed=1)
+    [written] = (pytester.path / "baselines" / "cpu").glob("*/*.json")
+    doc = json.loads(written.read_text())
+    doc["provenance"]["hardware"]["cpu_model"] = "Some Other CPU 9000"
+    other = written.parent.parent / "some-other-cpu-9000-2c"
+    other.mkdir()
+    (other / written.name).write_text(json.dumps(doc))
+    written.unlink()
+    pytester.runpytest(*ARGS).assert_outcomes(passed=1)
+    assert _verdicts(pytester) == ["other-hardware"]
+    notes = json.loads((pytester.path / "results.json").read_text())["measurements"][0]["notes"]
+    assert any("CPU model was 'Some Other CPU 9000', now " in n for n in notes)
+    # Updating writes this machine's own folder and leaves the other machine's baseline as it was.
+    pytester.runpytest(*ARGS, "--perf-update-baselines").assert_outcomes(passed=1)
+    assert written.exists() and json.loads((other / written.name).read_text()) == doc

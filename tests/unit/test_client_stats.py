@@ -133,3 +133,18 @@ def test_one_late_send_is_a_hiccup_two_are_a_client_that_cannot_keep_up():
 def test_more_late_sends_than_are_kept_still_count():
     many = replace(stats(send_p99=400.0), requests=5000, send_lag_top_ms=(500.0,) * TOP_SEND_LAGS)
     assert client_saturation(many, Load.poisson(100.0, requests=5000)) is not None
+
+
+def test_a_closed_loops_send_lag_is_judged_against_the_users_cycle():
+    """In a closed loop no latency counts a send lag (each starts at its send): it only delays the user's
+    next request. 86 ms twice (Ray Serve's multi-turn sessions in CI, TTFT far under a second) against a
+    cycle of a 1.2 s request plus 0.2 s of thinking is under 10% of it: accepted. The same lag against a
+    300 ms cycle, or in an open load (where it delays a request against its schedule), is refused."""
+    late = ClientStats(24, None, None, 1.0, 2.0, 86.0, None, 3.0, 5.0, send_lag_top_ms=(86.0, 80.0, 3.0))
+    sessions = Load.sessions_of(2, sessions=8, think_time_s=0.2)
+    assert client_saturation(late, sessions) is not None  # without a cycle: the 50 ms limit
+    assert client_saturation(late, sessions, latency_ms=300.0, cycle_ms=1200.0) is None
+    why = client_saturation(late, Load.closed(2, requests=24), latency_ms=100.0, cycle_ms=300.0)
+    assert "send lag p99 86.0 ms > 50 ms (2 requests late)" in why
+    open_late = ClientStats(24, 2.0, 2.0, 2.0, 2.0, 86.0, None, 3.0, 5.0, send_lag_top_ms=(86.0, 80.0, 3.0))
+    assert client_saturation(open_late, Load.poisson(2.0, requests=24), cycle_ms=1200.0) is not None

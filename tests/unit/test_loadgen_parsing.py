@@ -7,12 +7,15 @@ import asyncio
 import contextlib
 import itertools
 import json
+import math
 import time
 
 import pytest
 from aiohttp import web
 
-from perfsuite.loadgen import Endpoint, Load, _arrival_gaps, run_load
+from perfsuite.loadgen import Endpoint, Load, run_load
+from perfsuite.metrics import summarize
+from perfsuite.partition import _arrival_gaps
 from perfsuite.protocols import OpenAIProtocol
 from perfsuite.workloads import RequestSpec
 
@@ -319,6 +322,170 @@ def test_chat_stream():
     [body] = server.bodies
     assert body["messages"] == [{"role": "user", "content": "in=12"}]
     assert "prompt" not in body
+
+
+# ---------------------------------------------------------------- reasoning models
+
+
+def vllm_event(choices: list, **extra) -> str:
+    """An event as vLLM writes it: pydantic's compact JSON, unset fields left out."""
+    head = {"id": "chatcmpl-7f3a", "object": "chat.completion.chunk", "created": 1718000000, "model": "Qwen/Qwen3-0.6B"}
+    return f"data: {json.dumps(head | {'choices': choices} | extra, separators=(',', ':'))}\n\n"
+
+
+def vllm_chunk(delta: dict, finish: str | None = None, **extra) -> str:
+    return vllm_event([{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}], **extra)
+
+
+def vllm_usage(prompt: int, completion: int, reasoning: int | None = None) -> dict:
+    u = {"prompt_tokens": prompt, "total_tokens": prompt + completion, "completion_tokens": completion}
+    return u if reasoning is None else u | {"completion_tokens_details": {"reasoning_tokens": reasoning}}
+
+
+THOUGHTS = ["Okay", ",", " the", " user", " asks"]
+
+
+def thinking(n_in, thoughts, answer, field="reasoning_content", reasoning_tokens=None, pause=0.2):
+    """vLLM with --reasoning-parser: the role chunk, one chunk per thought token, the end-of-thinking token
+    (the parser swallows it: a token, no chunk), one chunk per answer token (the last with the finish
+    reason), the usage event, [DONE]. Returns (events, completion tokens)."""
+    events = [vllm_chunk({"role": "assistant", "content": ""}), *(vllm_chunk({field: t}) for t in thoughts)]
+    if answer:
+        events += [
+            pause,
+            *(vllm_chunk({"content": t}) for t in answer[:-1]),
+            vllm_chunk({"content": answer[-1]}, "length"),
+        ]
+    completion = len(thoughts) + (len(answer) + 1 if answer else 0)
+    return [*events, vllm_event([], usage=vllm_usage(n_in, completion, reasoning_tokens)), DONE], completion
+
+
+def think_then_answer(**kw):
+    async def handler(server, request, body):
+        return await server.stream(request, thinking(asked(body)[0], THOUGHTS, ["Paris", "."], **kw)[0])
+
+    return handler
+
+
+@pytest.mark.parametrize(
+    "field, reported, thought, answered",
+    [("reasoning_content", None, 5, 3), ("reasoning", None, 5, 3), ("reasoning", 6, 6, 2)],
+    ids=["reasoning_content", "reasoning", "usage-details"],
+)
+def test_reasoning_stream_times_the_first_answer_and_counts_thinking(field, reported, thought, answered):
+    [r], wall, _ = drive(
+        think_then_answer(field=field, reasoning_tokens=reported), [spec(12, 8, True)], closed(1), "chat"
+    )
+    assert r.ok, r.error  # exact lengths: 5 thoughts + the end of thinking + 2 answer tokens = the 8 asked for
+    assert (r.prompt_tokens, r.output_tokens, len(r.chunk_times)) == (12, 8, 8)  # role + 5 thoughts + 2 answers
+    assert r.first_token == r.chunk_times[0]  # TTFT: the role chunk, as before
+    assert r.first_answer == r.chunk_times[6]  # TTFAT: "Paris"
+    assert r.first_answer - r.chunk_times[5] >= 0.15  # after the server's pause, not at the last thought
+    assert (r.reasoning_chunks, r.reasoning_tokens, r.reasoned) == (5, reported, True)
+    # the server's count where it gives one (the end-of-thinking token included), else the chunks
+    assert (r.reasoning_output_tokens, r.answer_output_tokens) == (thought, answered)
+    assert r.reasoning_output_tokens + r.answer_output_tokens == r.output_tokens
+    out = summarize([r], wall)
+    assert out["ttfat_p50_ms"] == pytest.approx((r.first_answer - r.send) * 1e3)
+    assert out["ttfat_p50_ms"] >= out["ttft_p50_ms"] + 150
+    assert (out["mean_reasoning_tokens"], out["mean_answer_tokens"]) == (thought, answered)
+
+
+@pytest.mark.parametrize("finish_alone", [False, True], ids=["last-thought-finishes", "bare-finish-chunk"])
+def test_stream_that_never_leaves_reasoning_has_no_first_answer(finish_alone):
+    async def handler(server, request, body):
+        n_in, n_out = asked(body)
+        thoughts = [vllm_chunk({"reasoning": f" t{i}"}) for i in range(n_out)]
+        if finish_alone:  # the last token was the end of thinking: swallowed, vLLM sends an empty delta
+            thoughts[-1] = vllm_chunk({}, "length")
+        else:
+            thoughts[-1] = vllm_chunk({"reasoning": " last"}, "length")
+        role = vllm_chunk({"role": "assistant", "content": ""})
+        return await server.stream(request, [role, *thoughts, vllm_event([], usage=vllm_usage(n_in, n_out)), DONE])
+
+    [r], wall, _ = drive(handler, [spec(5, 6, True)], closed(1), "chat")
+    assert r.ok, r.error
+    assert r.first_answer is None and r.first_token == r.chunk_times[0] and len(r.chunk_times) == 7
+    thought = 5 if finish_alone else 6
+    assert (r.reasoning_chunks, r.reasoning_output_tokens, r.answer_output_tokens) == (thought, thought, 6 - thought)
+    out = summarize([r], wall)
+    assert all(math.isnan(out[f"ttfat_p{p}_ms"]) for p in (50, 90, 99))  # reported (it reasoned), but none answered
+    assert out["mean_reasoning_tokens"] == thought
+
+
+def test_plain_chat_stream_has_a_first_answer_but_no_reasoning_metrics():
+    async def handler(server, request, body):
+        n_in, n_out = asked(body)
+        answer = [vllm_chunk({"content": f" w{i}"}) for i in range(n_out)]
+        role = vllm_chunk({"role": "assistant", "content": ""})
+        return await server.stream(request, [role, *answer, vllm_event([], usage=vllm_usage(n_in, n_out)), DONE])
+
+    [r], wall, _ = drive(handler, [spec(5, 3, True)], closed(1), "chat")
+    assert r.ok, r.error
+    assert len(r.chunk_times) == 4 and r.first_token == r.chunk_times[0] and r.first_answer == r.chunk_times[1]
+    assert (r.reasoning_chunks, r.reasoning_tokens, r.reasoned) == (0, None, False)
+    assert (r.reasoning_output_tokens, r.answer_output_tokens) == (0, 3)
+    out = summarize([r], wall)
+    assert not [k for k in out if k.startswith("ttfat") or k in ("mean_reasoning_tokens", "mean_answer_tokens")]
+
+
+def test_completions_run_mixing_reasoning_and_plain_requests():
+    def choice(text: str, **more) -> dict:
+        return {"index": 0, "text": text, "logprobs": None, "finish_reason": None, **more}
+
+    async def handler(server, request, body):
+        n_in, n_out = asked(body)
+        if n_in == 5:  # thinks for 2 tokens, then answers 2 (and the end-of-thinking token)
+            events = [vllm_event([choice("", reasoning_content=t)]) for t in ("hm", " ok")]
+            events += [0.1, vllm_event([choice(" 4")]), vllm_event([choice(".")])]
+        else:
+            events = [vllm_event([choice(f" t{i}")]) for i in range(n_out)]
+        return await server.stream(request, [*events, vllm_event([], usage=vllm_usage(n_in, n_out)), DONE])
+
+    records, wall, server = drive(handler, [spec(5, 5), spec(7, 3)], closed(2))
+    assert all(r.ok for r in records), [r.error for r in records]
+    assert set(server.paths) == {"/v1/completions"}
+    by_in = {r.expected_input: r for r in records}
+    thinker, plain = by_in[5], by_in[7]
+    assert thinker.first_answer == thinker.chunk_times[2] and thinker.first_answer - thinker.first_token >= 0.08
+    assert plain.first_answer == plain.first_token  # no thinking: the first answer token is the first token
+    assert [(r.reasoning_output_tokens, r.answer_output_tokens) for r in (thinker, plain)] == [(2, 3), (0, 3)]
+    out = summarize(records, wall)
+    ttfat = sorted((r.first_answer - r.send) * 1e3 for r in records)
+    assert out["ttfat_p50_ms"] == pytest.approx(sum(ttfat) / 2)  # over every request that answered
+    assert (out["mean_reasoning_tokens"], out["mean_answer_tokens"]) == (1.0, 3.0)
+
+
+def test_continuous_usage_stats_keep_the_reasoning_apart():
+    """vLLM's stream_options.continuous_usage_stats: every chunk carries the counts so far."""
+
+    async def handler(server, request, body):
+        n_in, _ = asked(body)
+        deltas = [{"role": "assistant", "content": ""}, {"reasoning": "a"}, {"reasoning": "b"}, {"content": "c"}]
+        counts = [0, 1, 2, 4]  # the end of thinking counted, not streamed
+        events = [vllm_chunk(d, usage=vllm_usage(n_in, c)) for d, c in zip(deltas, counts)]
+        return await server.stream(request, [*events, vllm_event([], usage=vllm_usage(n_in, 4)), DONE])
+
+    [r], _, _ = drive(handler, [spec(5, 4, True)], closed(1), "chat")
+    assert r.ok, r.error
+    assert (len(r.chunk_times), r.first_answer, r.reasoning_chunks) == (4, r.chunk_times[3], 2)
+    assert (r.output_tokens, r.reasoning_output_tokens, r.answer_output_tokens) == (4, 2, 2)
+
+
+def test_reasoning_stream_with_a_wrong_total_still_fails_the_exact_length_check():
+    async def handler(server, request, body):
+        events, completion = thinking(asked(body)[0], THOUGHTS, ["Paris", "."], pause=0)
+        return await server.stream(
+            request,
+            [
+                e.replace(f'"completion_tokens":{completion}', '"completion_tokens":7')
+                for e in events
+                if isinstance(e, str)
+            ],
+        )
+
+    [r] = drive(handler, [spec(12, 8, True)], closed(1), "chat")[0]
+    assert not r.ok and "token counts differ" in r.error and "7 out" in r.error
 
 
 # ---------------------------------------------------------------- scheduling

@@ -224,3 +224,82 @@ def test_summary_percentiles_monotone(records, wall_s):
             assert math.isnan(p90) and math.isnan(p99)
         else:
             assert p50 <= p90 <= p99
+
+
+# ---------------------------------------------------------------- reasoning models
+
+# The metric set of a run without reasoning, as before reasoning models were measured: stored baselines
+# and results stay comparable only while it does not change.
+PLAIN_KEYS = {
+    "requests",
+    "requests_ok",
+    "error_rate",
+    "duration_s",
+    "request_throughput",
+    "output_throughput",
+    "total_token_throughput",
+    "mean_input_tokens",
+    "mean_output_tokens",
+    *(f"{m}_{s}_ms" for m in ("ttft", "tpot", "itl", "e2e") for s in ("p50", "p90", "p99", "mean")),
+    "goodput",
+    "goodput_ratio",
+}
+REASONING_KEYS = {"ttfat_p50_ms", "ttfat_p90_ms", "ttfat_p99_ms", "ttfat_mean_ms"} | {
+    "mean_reasoning_tokens",
+    "mean_answer_tokens",
+}
+
+
+def thinker(send, answer, output, chunks=0, reported=None):
+    r = ok_record(send=send, first=send + 0.125, end=send + 2.0, chunks=[send + 0.125], prompt=10, output=output)
+    r.first_answer, r.reasoning_chunks, r.reasoning_tokens = answer, chunks, reported
+    return r
+
+
+def test_runs_without_reasoning_keep_their_metric_set():
+    plain = ok_record(send=0.0, first=0.25, end=1.25, chunks=[0.25, 0.5, 1.25], prompt=10, output=5)
+    plain.first_answer = 0.5  # the first answer chunk after an empty role chunk: no reasoning, no TTFAT
+    reported_zero = ok_record(send=0.0, first=0.25, end=1.0, chunks=[0.25, 1.0], prompt=10, output=2)
+    reported_zero.reasoning_tokens = 0  # a server that always reports reasoning_tokens, 0 here
+    for records in ([R1, R2, R3], [plain, reported_zero], [], [R3]):
+        assert set(summarize(records, wall_s=4.0)) == PLAIN_KEYS
+
+
+def test_reasoning_run_adds_ttfat_and_token_split():
+    a = thinker(0.0, answer=0.5, output=8, chunks=5)  # TTFAT 500 ms; 5 reasoning chunks, no server count
+    b = thinker(1.0, answer=2.0, output=10, chunks=4, reported=7)  # TTFAT 1000 ms; the server says 7
+    c = thinker(2.0, answer=None, output=6, chunks=6)  # never answered: no TTFAT
+    out = summarize([a, b, c, R3], wall_s=4.0)
+    assert set(out) == PLAIN_KEYS | REASONING_KEYS
+    assert out["ttfat_p50_ms"] == pytest.approx(750)
+    assert out["ttfat_p90_ms"] == pytest.approx(950)
+    assert out["ttfat_mean_ms"] == pytest.approx(750)
+    assert out["ttft_p50_ms"] == pytest.approx(125)  # TTFT still the first chunk of any kind
+    assert out["mean_reasoning_tokens"] == pytest.approx((5 + 7 + 6) / 3)
+    assert out["mean_answer_tokens"] == pytest.approx((3 + 3 + 0) / 3)
+    assert out["mean_reasoning_tokens"] + out["mean_answer_tokens"] == pytest.approx(out["mean_output_tokens"])
+    for name in REASONING_KEYS - {"ttfat_mean_ms", "mean_reasoning_tokens", "mean_answer_tokens"}:
+        assert name in METRICS and not METRICS[name].gated
+
+
+def test_reasoning_tokens_prefer_the_servers_count_and_never_exceed_the_output():
+    assert thinker(0.0, 0.5, output=8, chunks=5).reasoning_output_tokens == 5  # chunks: no count given
+    assert thinker(0.0, 0.5, output=8, chunks=5, reported=6).reasoning_output_tokens == 6  # the server's
+    assert thinker(0.0, 0.5, output=8, chunks=5, reported=0).reasoning_output_tokens == 5  # 0: not counted
+    assert thinker(0.0, None, output=4, chunks=5).reasoning_output_tokens == 4  # capped at the output
+    assert thinker(0.0, None, output=4, chunks=5).answer_output_tokens == 0
+    only_reported = thinker(0.0, 0.5, output=8, reported=3)  # a server that counts but streams no thinking
+    assert only_reported.reasoned
+    assert (only_reported.reasoning_output_tokens, only_reported.answer_output_tokens) == (3, 5)
+    assert not failed_record(0.0, 1.0).reasoned and failed_record(0.0, 1.0).answer_output_tokens == 0
+
+
+def test_combined_repetitions_keep_a_metric_only_some_repetitions_have():
+    """Failed before the fix: the keys came from the first repetition, so a time to first answer token
+    measured only in later repetitions (the model reasoned there) was dropped."""
+    from perfsuite.runner import _combine
+
+    base = {"requests": 4.0, "requests_ok": 4.0, "request_throughput": 2.0}
+    combined = _combine([dict(base), dict(base, ttfat_p50_ms=30.0), dict(base, ttfat_p50_ms=50.0)])
+    assert combined["ttfat_p50_ms"] == 40.0 and combined["request_throughput"] == 2.0
+    assert combined["requests"] == 12.0

@@ -10,7 +10,7 @@ import json
 from aiohttp import web
 
 from perfsuite.loadgen import Endpoint, Load, run_load
-from perfsuite.protocols import DONE, TOKEN, EventKind, OpenAIProtocol, StreamEvent, StreamProtocol
+from perfsuite.protocols import DONE, EMPTY, REASONING, TOKEN, EventKind, OpenAIProtocol, StreamEvent, StreamProtocol
 from perfsuite.workloads import RequestSpec
 from perfsuite_plugins.tgi import TGIChatProtocol, TGIProtocol
 from perfsuite_plugins.torchserve import JSONLinesProtocol
@@ -141,7 +141,8 @@ def test_every_protocol_is_a_stream_protocol():
 def test_openai_lines_parse_to_events():
     p = OpenAIProtocol()
     assert p.parse(b"") is None and p.parse(b": ping") is None and p.parse(b"event: message") is None
-    assert p.parse(b'data: {"choices":[{"text":""}]}\r') is TOKEN
+    assert p.parse(b'data: {"choices":[{"text":" a"}]}\r') is TOKEN
+    assert p.parse(b'data: {"choices":[{"text":""}]}\r') is EMPTY and EMPTY.kind is EventKind.TOKEN  # still a chunk
     assert p.parse(b'data:{"choices":[]}') is None
     assert p.parse(b"data: [DONE]") is DONE
     usage = b'data: {"choices":[],"usage":{"prompt_tokens":5,"completion_tokens":3}}'
@@ -150,6 +151,54 @@ def test_openai_lines_parse_to_events():
     assert p.parse(both) == StreamEvent(EventKind.TOKEN, 5, 1)  # a token that also carries the counts
     err = p.parse(b'data: {"error":{"message":"boom"}}')
     assert err.kind is EventKind.ERROR and "boom" in err.message
+
+
+def chat_line(delta: dict, **choice) -> bytes:
+    """A chat chunk as vLLM writes it (pydantic's compact JSON, unset fields left out)."""
+    event = {"id": "chatcmpl-1", "object": "chat.completion.chunk", "created": 1, "model": "m"}
+    event["choices"] = [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": None, **choice}]
+    return b"data: " + json.dumps(event, separators=(",", ":")).encode()
+
+
+def test_openai_chat_tells_answer_reasoning_and_empty_chunks_apart():
+    p = OpenAIProtocol("chat")
+    assert p.parse(chat_line({"role": "assistant", "content": ""})) is EMPTY
+    assert p.parse(chat_line({"reasoning_content": " Okay"})) is REASONING  # vLLM before the rename
+    assert p.parse(chat_line({"reasoning": " Okay"})) is REASONING  # newer vLLM, OpenRouter
+    assert p.parse(chat_line({"content": "Paris"})) is TOKEN
+    assert p.parse(chat_line({"reasoning": "so", "content": "Paris"})) is TOKEN  # answer text: an answer chunk
+    # SGLang writes every field, null where unset: null reasoning is no reasoning
+    assert p.parse(chat_line({"role": None, "content": "Paris", "reasoning_content": None})) is TOKEN
+    assert p.parse(chat_line({"role": None, "content": None, "reasoning_content": None})) is EMPTY
+    assert p.parse(chat_line({"reasoning_content": ""})) is EMPTY
+    assert p.parse(chat_line({}, finish_reason="length")) is EMPTY  # a bare finish chunk
+    assert p.parse(chat_line(None)) is EMPTY  # a null delta does not crash the parser
+
+
+def test_openai_completions_reasoning_sits_on_the_choice():
+    p = OpenAIProtocol("completions")
+    assert p.parse(b'data: {"choices":[{"index":0,"text":"","reasoning_content":"hm"}]}') is REASONING
+    assert p.parse(b'data: {"choices":[{"index":0,"text":" 4"}]}') is TOKEN
+    assert p.parse(b'data: {"choices":[{"index":0,"content":" 4"}]}') is EMPTY  # completions answer in `text`
+
+
+def test_openai_usage_gives_the_reasoning_tokens_where_the_server_counts_them():
+    p = OpenAIProtocol("chat")
+    details = (
+        b'data: {"choices":[],"usage":{"prompt_tokens":5,"completion_tokens":9,'
+        b'"completion_tokens_details":{"reasoning_tokens":6}}}'
+    )
+    assert p.parse(details) == StreamEvent(EventKind.USAGE, 5, 9, reasoning_tokens=6)
+    top = b'data: {"choices":[],"usage":{"prompt_tokens":5,"completion_tokens":9,"reasoning_tokens":4}}'
+    assert p.parse(top).reasoning_tokens == 4  # SGLang's place for it
+    nulls = b'data: {"choices":[],"usage":{"prompt_tokens":5,"completion_tokens":9,"completion_tokens_details":null}}'
+    assert p.parse(nulls) == StreamEvent(EventKind.USAGE, 5, 9)
+    # vLLM's continuous usage stats: every chunk carries the counts, and still says what it is
+    thinking = json.loads(chat_line({"reasoning": "hm"})[6:]) | {"usage": usage(5, 1)}
+    event = p.parse(b"data: " + json.dumps(thinking).encode())
+    assert event == StreamEvent(EventKind.TOKEN, 5, 1, answer=False, reasoning=True)
+    role = json.loads(chat_line({"role": "assistant", "content": ""})[6:]) | {"usage": usage(5, 0)}
+    assert p.parse(b"data: " + json.dumps(role).encode()) == StreamEvent(EventKind.TOKEN, 5, 0, answer=False)
 
 
 def test_tgi_last_event_is_a_token_with_the_output_count():

@@ -261,3 +261,27 @@ def test_a_server_gets_a_private_tmpdir_removed_after_stop(tmp_path, monkeypatch
     (private / "litter.sock").write_text("")
     sp.stop()
     assert not private.exists()
+
+
+def test_a_long_tmpdir_still_gives_the_server_a_short_private_folder(tmp_path, monkeypatch, cleanup):
+    """$TMPDIR itself too long for a socket name under it (a test's own folder): the server's private
+    folder goes to /tmp instead. Before, vLLM failed to start there ('exited with code 1 before it was
+    ready': its IPC socket path was too long)."""
+    long_tmp = tmp_path / ("t" * 80)
+    long_tmp.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(long_tmp))
+    told = tmp_path / "told.json"
+    sp = ServerProcess(
+        "tell",
+        [sys.executable, script(tmp_path, "tell.py", TELL_TMP), told],
+        tmp_path / "logs" / "tell-1234.log",
+        ready=told.exists,
+        start_timeout_s=30,
+    )
+    cleanup(sp)
+    sp.start()
+    private = sp.tmp_dir
+    assert private.parent == Path("/tmp") and len(str(private)) <= server_module._MAX_TMP_PATH
+    assert json.loads(told.read_text())["TMPDIR"] == str(private)
+    sp.stop()
+    assert not private.exists() and not any(long_tmp.iterdir())

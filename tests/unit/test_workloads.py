@@ -181,7 +181,7 @@ def test_bad_workload_file(tmp_path, entry, match):
 
 
 def test_unknown_workload_lists_known():
-    with pytest.raises(UsageError, match="chat, rag, throughput"):
+    with pytest.raises(UsageError, match="article, chat, mooncake, multi-turn, rag, sharegpt, throughput"):
         get_workload("nope")
 
 
