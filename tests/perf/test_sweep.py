@@ -5,6 +5,8 @@ closed loop that no latency target was asked of. Kept short on the CPU: Poisson 
 3 s of arrivals each (at least 16 requests), stopping after the first rate that misses the SLO.
 """
 
+import os
+
 import pytest
 
 from perfsuite.slo import SLO, meets_slo, sustainable_point
@@ -14,6 +16,14 @@ pytestmark = pytest.mark.perf
 
 def test_sweep(serving, perf):
     """Chat traffic at rising Poisson rates until the SLO breaks: p90 TTFT and TPOT under the target."""
+    if serving.framework == "ray-serve" and perf.profile == "cpu" and len(os.sched_getaffinity(0)) <= 2:
+        pytest.skip(
+            "Ray Serve on 2 cores: its proxy and Ray's own processes share the client's core, and the client's "
+            "self-check refused the sweep's first point in CI (Poisson 2 req/s, 16 requests: send lag p99 161 ms, "
+            "2 requests late, client CPU 4%). Ray's processes at nice 10 passed it twice here, but Ray Serve's "
+            "dataset and trace throughput then read 32-37% under the run before (not side by side: unsettled), "
+            "so that was not kept. Give the client a core of its own (more cores) to measure it"
+        )
     if perf.profile == "cpu":
         # The tiny model on 2 cores: vLLM's open-loop chat met this up to ~96 req/s; a server without
         # continuous batching may miss it from the start (then the sweep says capacity < 2 req/s).
