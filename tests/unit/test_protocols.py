@@ -8,6 +8,8 @@ import asyncio
 import json
 
 from aiohttp import web
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from perfsuite.loadgen import Endpoint, Load, run_load
 from perfsuite.protocols import DONE, EMPTY, REASONING, TOKEN, EventKind, OpenAIProtocol, StreamEvent, StreamProtocol
@@ -215,3 +217,125 @@ def test_json_lines_parse_to_events():
     assert p.parse(line({"text": ""}).rstrip()) is TOKEN
     assert p.parse(line({"usage": usage(5, 3)}).rstrip()) == StreamEvent(EventKind.USAGE, 5, 3)
     assert p.parse(line({"error": "bad"}).rstrip()) == StreamEvent(EventKind.ERROR, message="bad")
+
+
+# The byte test for a plain token (OpenAIProtocol._plain_token) must never decide differently from
+# decoding the line. Events are generated with the shapes servers write, and with what could fool a
+# byte search: answer keys nested elsewhere, braces and quoted keys inside strings, several choices,
+# duplicate keys are left out (json.dumps cannot write them), spaces after the colons.
+_tricky_text = st.one_of(
+    st.text(max_size=12),
+    st.sampled_from(['"text":"x"', '{"text":"a"}', '"usage":null}', "}", "{", '"error"', '"delta":{', "\\", "data: {"]),
+)
+_value = st.one_of(st.none(), st.just(""), _tricky_text, st.integers(0, 9))
+_delta = st.dictionaries(st.sampled_from(["role", "content", "reasoning", "reasoning_content", "tool_calls"]), _value)
+_choice = st.fixed_dictionaries(
+    {"index": st.integers(0, 2)},
+    optional={
+        "text": _value,
+        "delta": st.one_of(st.none(), _delta),
+        "reasoning_content": _value,
+        "logprobs": st.one_of(st.none(), st.fixed_dictionaries({"text": _value})),
+        "finish_reason": st.one_of(st.none(), st.sampled_from(["length", "stop"])),
+    },
+)
+_counts = {"prompt_tokens": st.integers(0, 9), "completion_tokens": st.integers(0, 9)}
+_usage = st.one_of(st.none(), st.fixed_dictionaries(_counts))
+_nested = st.fixed_dictionaries(
+    {}, optional={"choices": st.lists(_choice, max_size=1), "usage": st.none(), "text": _value}
+)
+_event = st.fixed_dictionaries(
+    {},
+    optional={
+        "id": _tricky_text,
+        "model": _tricky_text,
+        "nested": _nested,  # before choices: answer keys and a null usage one object down
+        "choices": st.lists(_choice, max_size=2),
+        "usage": _usage,
+        "error": st.just({"message": "boom"}),
+    },
+)
+
+
+_CHANGES = (
+    "none", "nested choices instead", "nested null usage", "null usage one object down", "answer only in logprobs",
+    "second choice", "delta on completions", "empty answer", "null answer", "usage counts", "tricky id", "error",
+)  # fmt: skip
+
+
+@st.composite
+def _near_plain(draw) -> dict:
+    """vLLM's token chunk (completions and chat at once) with one thing changed: the lines a byte
+    test could get wrong."""
+    word = draw(st.text(min_size=1, max_size=6))
+    choice = {"index": 0, "text": word, "delta": {"content": word}, "logprobs": None, "finish_reason": None}
+    event = {"id": "cmpl-1", "object": "text_completion", "created": 1, "model": "m", "choices": [choice]}
+    change = draw(st.sampled_from(_CHANGES))
+    if change == "nested choices instead":
+        event["nested"] = {"choices": event.pop("choices")}
+    elif change == "nested null usage":
+        event = {"nested": {"usage": None}, **event, "usage": {"prompt_tokens": 1, "completion_tokens": 1}}
+    elif change == "null usage one object down":
+        event |= {"after": {"usage": None}, "usage": {"prompt_tokens": 1, "completion_tokens": 1}}
+    elif change == "answer only in logprobs":
+        choice["logprobs"] = {"text": word, "content": word}
+        del choice["text"], choice["delta"]
+    elif change == "second choice":
+        event["choices"].insert(0, {"index": 1, "logprobs": None})
+    elif change == "delta on completions":
+        choice.pop("text")
+    elif change in ("empty answer", "null answer"):
+        choice["text"] = choice["delta"]["content"] = "" if change == "empty answer" else None
+    elif change == "usage counts":
+        event["usage"] = {"prompt_tokens": 1, "completion_tokens": 1}
+    elif change == "tricky id":
+        event["id"] = draw(_tricky_text)
+    elif change == "error":
+        event["error"] = {"message": "boom"}
+    event.setdefault("usage", None)
+    return event
+
+
+@settings(max_examples=1500, deadline=None)
+@given(
+    event=st.one_of(_event, _near_plain()),
+    usage_last=st.integers(0, 3).map(bool),
+    compact=st.integers(0, 3).map(bool),
+    ascii_only=st.booleans(),
+    api=st.sampled_from(["completions", "chat"]),
+)
+def test_the_byte_test_for_a_plain_token_agrees_with_decoding_the_line(event, usage_last, compact, ascii_only, api):
+    if usage_last and "usage" in event:
+        event = {k: v for k, v in event.items() if k != "usage"} | {"usage": event["usage"]}
+    separators = (",", ":") if compact else (", ", ": ")
+    line = b"data: " + json.dumps(event, separators=separators, ensure_ascii=ascii_only).encode()
+    p = OpenAIProtocol(api)
+    assert p.parse(line) == p.parse_decoded(line)
+
+
+def test_the_byte_test_refuses_duplicate_keys_where_the_last_one_wins():
+    """json.dumps cannot write a duplicate key, so these are by hand: decoding keeps the last one."""
+    p = OpenAIProtocol()
+    for line in (
+        b'data: {"choices":[{"index":0,"text":" a","text":null}],"usage":null}',
+        b'data: {"choices":[{"index":0,"text":" a"}],"choices":[],"usage":null}',
+        b'data: {"usage":{"prompt_tokens":1,"completion_tokens":1},"choices":[{"text":" a"}],"usage":null}',
+    ):
+        assert p.parse(line) == p.parse_decoded(line)
+    chat = OpenAIProtocol("chat")
+    line = b'data: {"choices":[{"index":0,"delta":{"content":" a"},"delta":{}}],"usage":null}'
+    assert chat.parse(line) == chat.parse_decoded(line) == EMPTY
+
+
+def test_vllms_token_chunks_take_the_byte_test():
+    """The chunks as vLLM 0.32 writes them (pydantic's compact JSON, usage last) are settled without
+    decoding; tests/integration/test_traffic_vllm.py checks the same on a live server's stream."""
+    completions = OpenAIProtocol("completions")
+    line = (
+        b'data: {"id":"cmpl-3f2a9c","object":"text_completion","created":1764681234,"model":"tiny-llama",'
+        b'"choices":[{"index":0,"text":" the","logprobs":null,"finish_reason":null,"stop_reason":null}],"usage":null}'
+    )
+    assert completions._plain_token(line) and completions.parse(line) is TOKEN
+    chat = OpenAIProtocol("chat")
+    assert chat._plain_token(chat_line({"content": " Paris"})[:-1] + b',"usage":null}')
+    assert not chat._plain_token(chat_line({"role": "assistant", "content": ""})[:-1] + b',"usage":null}')
