@@ -5,10 +5,9 @@ against the same vLLM CPU server, the same lengths (128 in / 128 out, ignore_eos
   between a run of --small and one of --large requests (start-up, imports and the first connections
   cancel out), counted over the load phase only (perfsuite: run_load; vLLM: its benchmark()
   coroutine), every client pinned to the same core.
-- Arms, interleaved within each round in an order that rotates from round to round:
-  perfsuite as it reads lines (the byte test for plain tokens, then decoding), perfsuite decoding every
-  line (parse_decoded: the reader before the byte test), each on asyncio's and on uvloop's event loop,
-  and vLLM's client.
+- Arms, interleaved within each round in an order that rotates from round to round: perfsuite on
+  asyncio's event loop (what it runs on), perfsuite on uvloop's, and vLLM's client. (An arm without a
+  byte test for plain token lines was measured too, in the commit that tried it: it did not pay.)
 - Agreement: median TTFT, median TPOT and output tok/s from each client's --large runs.
 
 Run: .venv/bin/python benchmarks/client_vs_vllm.py [--rounds 3] [--small 64] [--large 320] [--json FILE]
@@ -42,28 +41,16 @@ from perfsuite_plugins.vllm import VLLMPlugin
 HERE = Path(__file__).parent
 
 
-class DecodingProtocol(OpenAIProtocol):
-    """The OpenAI reader without the byte test: every line decoded (perfsuite before it)."""
-
-    def parse(self, line: bytes):
-        return self.parse_decoded(line)
-
-
 LOOPS = {"asyncio": asyncio.run, "uvloop": uvloop.run}
-ARMS = {  # name: (protocol class, event loop)
-    "perfsuite": (OpenAIProtocol, "asyncio"),
-    "perfsuite decoding": (DecodingProtocol, "asyncio"),
-    "perfsuite uvloop": (OpenAIProtocol, "uvloop"),
-    "perfsuite decoding uvloop": (DecodingProtocol, "uvloop"),
-}
+ARMS = {"perfsuite": "asyncio", "perfsuite uvloop": "uvloop"}  # name: event loop
 
 
 def ours(arm, server, prompts, n, concurrency, seed):
-    protocol_class, loop = ARMS[arm]
+    loop = ARMS[arm]
     specs = prompts.requests(get_workload("throughput"), n, seed=seed)
     load = Load.closed(concurrency, requests=n, warmup_requests=0)
     cpu0 = time.process_time()
-    run = LOOPS[loop](run_load(server.endpoint, protocol_class(), specs, load))
+    run = LOOPS[loop](run_load(server.endpoint, OpenAIProtocol(), specs, load))
     cpu = time.process_time() - cpu0
     m = summarize(run.records, run.wall_s)
     tokens = sum(r.output_tokens or 0 for r in run.records)

@@ -5,8 +5,7 @@
 
 The second exits 1 when a step got more than 25% slower (median) than the last stored run of this
 machine (benchmarks/conftest.py keeps runs per machine). What is timed:
-- one streamed line through OpenAIProtocol.parse: a vLLM token chunk (settled by the byte test), the
-  same line decoded (parse_decoded: the cost before the byte test), the usage line, a chat chunk;
+- one streamed line through OpenAIProtocol.parse: a vLLM token chunk, a chat chunk, the usage line;
 - _read over one request's stream of 128 token lines, one network block each (the per-token loop);
 - summarize over 1,000 records of 128 tokens (the step after every repetition).
 """
@@ -40,10 +39,6 @@ TOKENS = 128
 
 def test_parse_a_vllm_token_line(benchmark):
     assert benchmark(OpenAIProtocol().parse, TOKEN_LINE) is TOKEN
-
-
-def test_parse_a_vllm_token_line_decoded(benchmark):
-    assert benchmark(OpenAIProtocol().parse_decoded, TOKEN_LINE) is TOKEN
 
 
 def test_parse_a_vllm_chat_line(benchmark):

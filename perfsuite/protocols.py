@@ -111,9 +111,6 @@ class OpenAIProtocol:
         self.api = api
         self.path = "/v1/chat/completions" if api == "chat" else "/v1/completions"
         self._text = "content" if api == "chat" else "text"  # where a choice's answer text is
-        # The byte test for a plain answer chunk (_plain_token): the keys from the event to the answer text.
-        self._path = (b'"choices":[{', b'"delta":{') if api == "chat" else (b'"choices":[{',)
-        self._answer_key = f'"{self._text}":'.encode()
 
     def payload(self, model: str, spec: RequestSpec) -> dict:
         body = {
@@ -128,42 +125,6 @@ class OpenAIProtocol:
         return body | prompt_field(self.api, spec)
 
     def parse(self, line: bytes) -> StreamEvent | None:
-        if self._plain_token(line):
-            return TOKEN
-        return self.parse_decoded(line)
-
-    def _plain_token(self, line: bytes) -> bool:
-        """True when the line is, without decoding it, one answer chunk and nothing else: vLLM's token
-        chunk `data: {..."choices":[{"index":0,"text":" the",...}],"usage":null}`. Decoding costs about
-        2.7 µs a line; these byte searches about a third of that (benchmarks/test_hot_path.py).
-
-        The test is sound for a line that is valid JSON, never loose: inside a JSON string every '"' is
-        escaped, so `"key":` can only be a key. It holds when the object's last key is `"usage":null`,
-        there is no "error", the answer key occurs once with a non-empty string, and it is a member of
-        choices[0] (chat: of choices[0].delta), itself a member of the event: true when no brace lies
-        between the keys on the way to it. Anything else (usage, thinking, several choices, spaces
-        after colons) is decoded.
-        A line that is not JSON at all is not caught here when it looks like a token; the counts in the
-        usage event are still checked. tests/unit/test_protocols.py compares it with parse_decoded."""
-        if not (line.startswith(b"data: {") and line.endswith(b'"usage":null}')) or b'"error"' in line:
-            return False
-        if line.count(self._answer_key) != 1 or (self.api != "chat" and b'"delta"' in line):
-            return False
-        at = 7  # after "data: {"
-        for step in self._path:
-            if line.count(step[: step.index(b":") + 1]) != 1:  # the key, once (a later duplicate would win)
-                return False
-            found = line.find(step, at)
-            if found < 0 or not _no_brace(line, at, found):
-                return False
-            at = found + len(step)
-        key = line.find(self._answer_key, at)
-        value = key + len(self._answer_key)
-        non_empty_string = line[value : value + 1] == b'"' and line[value + 1 : value + 2] != b'"'
-        return key >= 0 and _no_brace(line, at, key) and non_empty_string
-
-    def parse_decoded(self, line: bytes) -> StreamEvent | None:
-        """parse() by decoding the line's JSON: every line the byte test does not settle."""
         if not line.startswith(b"data:"):
             return None  # blank separators, ": ping" comments, "event:" lines
         data = line[5:].strip()
@@ -207,12 +168,6 @@ class OpenAIProtocol:
             return StreamEvent(EventKind.TOKEN, *counts, reasoning_tokens=thought)
         reasoning = _unanswered(choice).reasoning
         return StreamEvent(EventKind.TOKEN, *counts, answer=False, reasoning=reasoning, reasoning_tokens=thought)
-
-
-def _no_brace(line: bytes, start: int, end: int) -> bool:
-    """No '{' or '}' in line[start:end]: a key found at `end` is a member of the object open at `start`.
-    (A brace inside a string only makes the test refuse a line the decoder then reads.)"""
-    return line.find(b"{", start, end) < 0 and line.find(b"}", start, end) < 0
 
 
 def _unanswered(choice: dict) -> StreamEvent:

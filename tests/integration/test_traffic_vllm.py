@@ -17,7 +17,7 @@ from perfsuite.protocols import OpenAIProtocol
 from perfsuite.sources import MOONCAKE_BLOCK_TOKENS, read_trace
 from perfsuite.stages import stage_breakdown
 from perfsuite.telemetry import parse_metrics
-from perfsuite.workloads import PromptBuilder, RequestSpec, Workload, get_workload
+from perfsuite.workloads import PromptBuilder, Workload, get_workload
 
 pytestmark = pytest.mark.perf
 SAMPLES = Path(__file__).parents[2] / "perfsuite" / "data" / "samples"
@@ -184,24 +184,3 @@ def test_a_staged_closed_loop_adds_users_per_stage(server):
     assert four["request_throughput"] > 1.5 * one["request_throughput"], (one, four)
     last_send = max(r.send for r in result.records) - result.started
     assert 5.5 < last_send < 6.0  # nothing is sent after the stages end
-
-
-@pytest.mark.parametrize("api", ["completions", "chat"])
-def test_vllms_token_lines_are_read_without_decoding_and_read_the_same(server, api):
-    """The byte test for a plain token (OpenAIProtocol._plain_token) on a live vLLM stream: it settles
-    every answer chunk, and each line parses to the event decoding it gives."""
-    running, _ = server
-    protocol = OpenAIProtocol(api)
-    text = "The quick brown fox jumps over the lazy dog."
-    spec = RequestSpec(text, 0, 16, messages=[{"role": "user", "content": text}])
-    body = protocol.payload(running.endpoint.model, spec)
-    request = urllib.request.Request(
-        running.endpoint.base_url + protocol.path, json.dumps(body).encode(), {"Content-Type": "application/json"}
-    )
-    with urllib.request.urlopen(request, timeout=60) as resp:
-        lines = [line.rstrip(b"\r\n") for line in resp.read().split(b"\n") if line.strip()]
-    events = [protocol.parse(line) for line in lines]
-    assert events == [protocol.parse_decoded(line) for line in lines]
-    tokens = [line for line, e in zip(lines, events) if e is not None and e.kind.value == "token" and e.answer]
-    assert len(tokens) >= 15 and all(protocol._plain_token(line) for line in tokens), lines[:3]
-    assert events[-2].output_tokens == 16 and events[-1].kind.value == "done"  # the usage line, then [DONE]
