@@ -1,11 +1,16 @@
 """Client cost and agreement: perfsuite's load generator beside vLLM's own client (vllm.benchmarks.serve),
 against the same vLLM CPU server, the same lengths (128 in / 128 out, ignore_eos) and concurrency.
 
-- Client cost: CPU seconds the client process spends per 1,000 streamed output tokens, counted over the
-  load phase only (perfsuite: run_load; vLLM: its benchmark() coroutine), both pinned to the same core.
-- Agreement: median TTFT, median TPOT and output tok/s from each client.
+- Client cost: the marginal CPU seconds the client process spends per 1,000 streamed output tokens,
+  between a run of --small and one of --large requests (start-up, imports and the first connections
+  cancel out), counted over the load phase only (perfsuite: run_load; vLLM: its benchmark()
+  coroutine), every client pinned to the same core.
+- Arms, interleaved within each round in an order that rotates from round to round: perfsuite on
+  asyncio's event loop (what it runs on), perfsuite on uvloop's, and vLLM's client. (An arm without a
+  byte test for plain token lines was measured too, in the commit that tried it: it did not pay.)
+- Agreement: median TTFT, median TPOT and output tok/s from each client's --large runs.
 
-Run: .venv/bin/python benchmarks/client_vs_vllm.py [--rounds 3] [--requests 200]
+Run: .venv/bin/python benchmarks/client_vs_vllm.py [--rounds 3] [--small 64] [--large 320] [--json FILE]
 """
 
 import argparse
@@ -19,9 +24,11 @@ import tempfile
 import time
 from pathlib import Path
 
+import uvloop
 from tabulate import tabulate
 from transformers import AutoTokenizer
 
+from perfsuite.fingerprint import this_machine
 from perfsuite.frameworks import EngineSettings
 from perfsuite.hardware import resolve_profile
 from perfsuite.loadgen import Load, run_load
@@ -34,16 +41,22 @@ from perfsuite_plugins.vllm import VLLMPlugin
 HERE = Path(__file__).parent
 
 
-def ours(server, prompts, n, concurrency, seed):
+LOOPS = {"asyncio": asyncio.run, "uvloop": uvloop.run}
+ARMS = {"perfsuite": "asyncio", "perfsuite uvloop": "uvloop"}  # name: event loop
+
+
+def ours(arm, server, prompts, n, concurrency, seed):
+    loop = ARMS[arm]
     specs = prompts.requests(get_workload("throughput"), n, seed=seed)
     load = Load.closed(concurrency, requests=n, warmup_requests=0)
     cpu0 = time.process_time()
-    run = asyncio.run(run_load(server.endpoint, OpenAIProtocol(), specs, load))
+    run = LOOPS[loop](run_load(server.endpoint, OpenAIProtocol(), specs, load))
     cpu = time.process_time() - cpu0
     m = summarize(run.records, run.wall_s)
     tokens = sum(r.output_tokens or 0 for r in run.records)
     return {
-        "client": "perfsuite",
+        "client": arm,
+        "n": n,
         "cpu_s": cpu,
         "tokens": tokens,
         "ttft_ms": m["ttft_p50_ms"],
@@ -96,6 +109,7 @@ def vllms(server, model, n, concurrency, seed, cpus):
     r = json.loads(line[7:])
     return {
         "client": "vllm bench",
+        "n": n,
         "cpu_s": r["cpu_s"],
         "tokens": r["total_output_tokens"],
         "ttft_ms": r["median_ttft_ms"],
@@ -106,69 +120,83 @@ def vllms(server, model, n, concurrency, seed, cpus):
     }
 
 
+def run_arm(arm, server, model, prompts, n, concurrency, seed, cpus):
+    if arm == "vllm bench":
+        return vllms(server, model, n, concurrency, seed, cpus)
+    return ours(arm, server, prompts, n, concurrency, seed)
+
+
+def marginal_ms_per_1k(small: dict, large: dict) -> float:
+    """Client CPU ms per 1,000 output tokens between a small and a large run of one arm."""
+    return (large["cpu_s"] - small["cpu_s"]) / (large["tokens"] - small["tokens"]) * 1e6
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--rounds", type=int, default=3)
-    ap.add_argument("--requests", type=int, default=200)
+    ap.add_argument("--small", type=int, default=64)
+    ap.add_argument("--large", type=int, default=320)
     ap.add_argument("--concurrency", type=int, default=8)
+    ap.add_argument("--json", type=Path, help="write every run and the medians here")
     args = ap.parse_args()
 
+    arms = [*ARMS, "vllm bench"]
+    fingerprint = this_machine().to_dict()  # before the pinning below (it counts the usable cores)
+    logs = tempfile.TemporaryDirectory(prefix="client-vs-vllm-")
     model = str(build_model())
     prompts = PromptBuilder(AutoTokenizer.from_pretrained(model), corpus_text())
-    server = VLLMPlugin().start(model, EngineSettings(), resolve_profile("cpu"), Path(tempfile.mkdtemp()))
-    rows = []
+    server = VLLMPlugin().start(model, EngineSettings(), resolve_profile("cpu"), Path(logs.name))
+    runs, marginals = [], {arm: [] for arm in arms}
     try:
         cpus = server.client_cpus or set(os.sched_getaffinity(0))
         os.sched_setaffinity(0, cpus)
-        ours(server, prompts, 32, args.concurrency, seed=99)  # warm the server; not counted
-        for i in range(args.rounds):  # alternate, so that drift hits both clients alike
-            rows.append(ours(server, prompts, args.requests, args.concurrency, seed=i))
-            rows.append(vllms(server, model, args.requests, args.concurrency, i, cpus))
-            print(rows[-2], rows[-1], flush=True)
+        ours("perfsuite", server, prompts, 32, args.concurrency, seed=99)  # warm the server; not counted
+        for i in range(args.rounds):
+            order = arms[i % len(arms) :] + arms[: i % len(arms)]  # rotate: drift hits every arm alike
+            for arm in order:
+                small = run_arm(arm, server, model, prompts, args.small, args.concurrency, i, cpus)
+                large = run_arm(arm, server, model, prompts, args.large, args.concurrency, i, cpus)
+                runs += [small, large]
+                marginals[arm].append(marginal_ms_per_1k(small, large))
+                print(f"round {i + 1} {arm}: {marginals[arm][-1]:.1f} ms/1k tok", flush=True)
     finally:
         server.stop()
+        logs.cleanup()
 
     table, med = [], {}
-    for client in ("perfsuite", "vllm bench"):
-        rs = [r for r in rows if r["client"] == client]
-        med[client] = {k: statistics.median(r[k] for r in rs) for k in ("ttft_ms", "tpot_ms", "out_tok_s", "req_s")}
-        med[client]["cpu_per_1k"] = statistics.median(r["cpu_s"] / r["tokens"] * 1000 for r in rs)
+    for arm in arms:
+        large = [r for r in runs if r["client"] == arm and r["n"] == args.large]
+        med[arm] = {k: statistics.median(r[k] for r in large) for k in ("ttft_ms", "tpot_ms", "out_tok_s")}
+        med[arm]["cpu_per_1k"] = statistics.median(marginals[arm])
+        ratio = med[arm]["cpu_per_1k"] / statistics.median(marginals["vllm bench"])
         table.append(
             [
-                client,
-                len(rs),
-                f"{med[client]['cpu_per_1k'] * 1000:.1f}",
-                f"{med[client]['ttft_ms']:.2f}",
-                f"{med[client]['tpot_ms']:.3f}",
-                f"{med[client]['out_tok_s']:.0f}",
-                f"{med[client]['req_s']:.2f}",
-                sum(r["errors"] for r in rs),
+                arm,
+                len(marginals[arm]),
+                f"{med[arm]['cpu_per_1k']:.1f}",
+                " ".join(f"{x:.1f}" for x in marginals[arm]),
+                f"{ratio:.2f}x",
+                f"{med[arm]['ttft_ms']:.2f}",
+                f"{med[arm]['tpot_ms']:.3f}",
+                f"{med[arm]['out_tok_s']:.0f}",
+                sum(r["errors"] for r in runs if r["client"] == arm),
             ]
         )
-    print(
-        tabulate(
-            table,
-            headers=[
-                "client",
-                "rounds",
-                "client CPU ms / 1k out tok (median)",
-                "TTFT p50 ms",
-                "TPOT p50 ms",
-                "out tok/s",
-                "req/s",
-                "failed",
-            ],
-            tablefmt="github",
+    headers = ["client", "rounds", "marginal CPU ms / 1k tok (median)", "per round", "vs vllm bench"]
+    print(tabulate(table, headers=[*headers, "TTFT p50 ms", "TPOT p50 ms", "out tok/s", "failed"], tablefmt="github"))
+    if args.json:
+        args.json.write_text(
+            json.dumps(
+                {
+                    "machine": fingerprint,
+                    "args": vars(args) | {"json": str(args.json)},
+                    "runs": runs,
+                    "marginal_ms_per_1k": marginals,
+                    "medians": med,
+                },
+                indent=1,
+            )
         )
-    )
-    a, b = med["perfsuite"], med["vllm bench"]
-    print(
-        tabulate(
-            [[k, f"{(a[k] / b[k] - 1) * 100:+.1f}%"] for k in ("cpu_per_1k", "ttft_ms", "tpot_ms", "out_tok_s")],
-            headers=["perfsuite vs vllm bench", "difference"],
-            tablefmt="github",
-        )
-    )
 
 
 if __name__ == "__main__":
