@@ -24,6 +24,7 @@ from pathlib import Path
 import psutil
 
 from perfsuite.errors import ServerError
+from perfsuite.scratch import owned_tmpdir
 
 __all__ = ["free_port", "wait_for", "ServerProcess", "http_ok", "pause_tree", "resume_tree"]
 
@@ -134,7 +135,7 @@ class ServerProcess:
             root = tempfile.gettempdir()
             if len(str(Path(root).resolve())) > _MAX_TMP_PATH - 30 and os.path.isdir("/tmp"):
                 root = "/tmp"
-            self._short_tmp = self.tmp_dir = Path(tempfile.mkdtemp(prefix=f"ps-{self.log_path.stem[:16]}-", dir=root))
+            self._short_tmp = self.tmp_dir = owned_tmpdir(f"ps-{self.log_path.stem[:16]}-", root)
         env = dict(os.environ if self.env is None else self.env)
         env.update(TMPDIR=str(self.tmp_dir), TEMP=str(self.tmp_dir), TMP=str(self.tmp_dir))
         return env

@@ -23,6 +23,7 @@ from perfsuite.judge import judge
 from perfsuite.measurement import Measurement
 from perfsuite.report import selection_matrix
 from perfsuite.roofline import Bound, Device, check_within_bound, measurement_bound
+from perfsuite.scratch import remove_stale
 from perfsuite.verdict import Verdict
 
 __all__ = ["PerfOptions", "PerfSession", "ServerPool", "resolve_model"]
@@ -158,6 +159,7 @@ class PerfSession:
         self.log_dir: Path | None = None  # made when the pool opens: a run that starts no server leaves nothing
         self.pool: ServerPool | None = None  # open while the session fixture holds it
         self.leftovers_removed: list[str] = []  # containers of a killed earlier run, removed at the start
+        self.stale_tmp_removed: list[Path] = []  # its temporary folders (perfsuite.scratch), likewise
         self.kept_logs: Path | None = None  # where the server logs stayed at the end, if they did
         self.report_paths: list[Path] = []
         self.baseline_problems: dict[str, str] = {}  # test id -> why its baseline cannot be read
@@ -168,6 +170,7 @@ class PerfSession:
     def open_pool(self) -> ServerPool:
         """The server pool for this run; the caller closes it (`with session.open_pool() as pool:`)."""
         if self.log_dir is None:
+            self.stale_tmp_removed = remove_stale()  # temporary folders of a killed earlier run
             self.log_dir = self.options.log_dir or Path(tempfile.mkdtemp(prefix="perfsuite-logs-"))
             self.log_dir.mkdir(parents=True, exist_ok=True)
         self.leftovers_removed = self._remove_leftover_containers()

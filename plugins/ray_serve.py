@@ -11,7 +11,6 @@ import json
 import os
 import shutil
 import sys
-import tempfile
 import urllib.request
 from pathlib import Path
 
@@ -20,6 +19,7 @@ import psutil
 from perfsuite.frameworks import EngineSettings, RunningServer, child_env, cpu_split, engine_env, not_honoured
 from perfsuite.hardware import HardwareProfile
 from perfsuite.loadgen import Endpoint
+from perfsuite.scratch import owned_tmpdir
 from perfsuite.server import ServerProcess, free_port
 from perfsuite.telemetry import MetricNames
 from perfsuite_plugins.hf_naive import STATIC_ENGINE_WHY
@@ -72,7 +72,7 @@ class RayServePlugin:
     ) -> RunningServer:
         port, metrics_port = free_port(), free_port()
         # Short: Ray puts Unix sockets under it (a path may not exceed 107 bytes).
-        temp_dir = tempfile.mkdtemp(prefix="psray-", dir="/tmp" if os.path.isdir("/tmp") else None)
+        temp_dir = str(owned_tmpdir("psray-", "/tmp" if os.path.isdir("/tmp") else None))
         engine_cpus, client_cpus = cpu_split(profile)
         argv = [sys.executable, "-m", "perfsuite_plugins.ray_serve_app", "--model", model]
         argv += ["--served-model-name", Path(model).name or model, "--port", str(port), "--temp-dir", temp_dir]

@@ -30,6 +30,7 @@ from perfsuite.container import (
 from perfsuite.frameworks import EngineSettings, RunningServer, child_env
 from perfsuite.hardware import HardwareProfile
 from perfsuite.loadgen import Endpoint
+from perfsuite.scratch import owned_tmpdir
 from perfsuite.server import ServerProcess, free_port, http_ok
 from perfsuite.telemetry import MetricNames
 
@@ -265,7 +266,7 @@ def private_tmp(prefix: str):
     """This process's temporary folder (TMPDIR, tempfile's, vLLM's IPC socket folder) moved to a new,
     short one for the duration, so that what vllm.LLM and its engine processes leave there is removed
     with it; everything put back after."""
-    path = tempfile.mkdtemp(prefix=prefix)
+    path = str(owned_tmpdir(prefix))
     keys = ("TMPDIR", "TEMP", "TMP", "VLLM_RPC_BASE_PATH")
     saved_env, saved_tempdir = {k: os.environ.get(k) for k in keys}, tempfile.tempdir
     os.environ.update(dict.fromkeys(keys, path))

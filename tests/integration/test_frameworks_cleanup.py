@@ -11,6 +11,7 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
 
@@ -20,6 +21,7 @@ from marked_processes import marked_processes
 
 from perfsuite.container import find_engine
 from perfsuite.frameworks import load_frameworks
+from perfsuite.scratch import PREFIXES, remove_stale
 
 pytestmark = pytest.mark.perf
 
@@ -67,6 +69,12 @@ def _leftovers(token: str, deadline_s: float = 60) -> list[str]:
         if not left or time.monotonic() > end:
             return left
         time.sleep(1)
+
+
+def _scratch_folders() -> set[str]:
+    """perfsuite's scratch folders (perfsuite.scratch.PREFIXES) in the temporary folders."""
+    roots = {tempfile.gettempdir(), "/tmp"}
+    return {os.path.join(r, n) for r in roots if os.path.isdir(r) for n in os.listdir(r) if n.startswith(PREFIXES)}
 
 
 @pytest.mark.parametrize("framework", FRAMEWORKS)
@@ -118,6 +126,7 @@ def _wait_until_serving(proc: subprocess.Popen, token: str, timeout_s: float = 3
 )
 def test_an_interrupted_or_killed_run_leaves_nothing_running(pytester, framework, how):
     _available(framework)
+    scratch_before = _scratch_folders()
     token = uuid.uuid4().hex
     proc = _start_long_run(pytester, framework, token)
     try:
@@ -130,3 +139,6 @@ def test_an_interrupted_or_killed_run_leaves_nothing_running(pytester, framework
     if how == signal.SIGINT:
         assert b"KeyboardInterrupt" in out or b"Interrupted" in out, out[-2000:]
     assert _leftovers(token, deadline_s=90) == [], out[-2000:]
+    if how == signal.SIGKILL:  # the killed run could not remove its temporary folders: the next run's sweep does
+        removed = remove_stale()
+        assert _scratch_folders() - scratch_before == set(), removed
