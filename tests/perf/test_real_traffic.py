@@ -5,8 +5,6 @@ The request files are perfsuite's samples (perfsuite/data/samples, made by `perf
 local text), named in perfsuite/data/workloads.json; a changed file makes the baselines stale.
 """
 
-import os
-
 import pytest
 
 from perfsuite import Load, Stage
@@ -34,11 +32,11 @@ def test_step_and_spike(serving, perf):
     assert [row["rate"] for row in m.breakdown["stages"]] == [1, 2, 3]
 
 
-def test_multi_turn(serving, perf, perf_session):
+def test_multi_turn(serving, perf, ray_serve_shares_the_client_core):
     """Two users hold conversations of up to 4 turns (the multi-turn sample), 0.2 s of thinking between
     turns; each turn carries the history with the server's own answers. TTFT and the prefix-cache hit
     rate are reported per turn (Measurement.breakdown["turns"])."""
-    if serving.framework == "ray-serve" and perf_session.profile.kind == "cpu" and len(os.sched_getaffinity(0)) <= 2:
+    if ray_serve_shares_the_client_core:
         pytest.skip(
             "Ray Serve on 2 cores: its proxy and Ray's own processes share the client's core, and the "
             "client's self-check refuses the timing of these short turns (measured on 2 cores: event-loop lag "

@@ -5,8 +5,6 @@ closed loop that no latency target was asked of. Kept short on the CPU: Poisson 
 3 s of arrivals each (at least 16 requests), stopping after the first rate that misses the SLO.
 """
 
-import os
-
 import pytest
 
 from perfsuite.slo import SLO, meets_slo, sustainable_point
@@ -14,9 +12,9 @@ from perfsuite.slo import SLO, meets_slo, sustainable_point
 pytestmark = pytest.mark.perf
 
 
-def test_sweep(serving, perf):
+def test_sweep(serving, perf, ray_serve_shares_the_client_core):
     """Chat traffic at rising Poisson rates until the SLO breaks: p90 TTFT and TPOT under the target."""
-    if serving.framework == "ray-serve" and perf.profile == "cpu" and len(os.sched_getaffinity(0)) <= 2:
+    if ray_serve_shares_the_client_core:
         pytest.skip(
             "Ray Serve on 2 cores: its proxy and Ray's own processes share the client's core, and the client's "
             "self-check refused the sweep's first point in CI (Poisson 2 req/s, 16 requests: send lag p99 161 ms, "
