@@ -5,9 +5,12 @@ against the same vLLM CPU server, the same lengths (128 in / 128 out, ignore_eos
   between a run of --small and one of --large requests (start-up, imports and the first connections
   cancel out), counted over the load phase only (perfsuite: run_load; vLLM: its benchmark()
   coroutine), every client pinned to the same core.
-- Arms, interleaved within each round in an order that rotates from round to round: perfsuite on
-  asyncio's event loop (what it runs on), perfsuite on uvloop's, and vLLM's client. (An arm without a
-  byte test for plain token lines was measured too, in the commit that tried it: it did not pay.)
+- Arms, interleaved within each round in an order that rotates from round to round: perfsuite as it
+  runs (its own HTTP/1.1 client, perfsuite.http1, on uvloop: perfsuite.eventloop), the same on
+  asyncio's loop, perfsuite on aiohttp and asyncio (PERFSUITE_TRANSPORT=aiohttp: what it had before),
+  and vLLM's client (aiohttp on asyncio's loop).
+  (An arm with a byte test for plain token lines was measured too, in the commit that tried it: it
+  did not pay.)
 - Agreement: median TTFT, median TPOT and output tok/s from each client's --large runs.
 
 Run: .venv/bin/python benchmarks/client_vs_vllm.py [--rounds 3] [--small 64] [--large 320] [--json FILE]
@@ -42,22 +45,32 @@ HERE = Path(__file__).parent
 
 
 LOOPS = {"asyncio": asyncio.run, "uvloop": uvloop.run}
-ARMS = {"perfsuite": "asyncio", "perfsuite uvloop": "uvloop"}  # name: event loop
+# name: (transport, event loop); perfsuite's default is the first (perfsuite.http1)
+ARMS = {
+    "perfsuite": ("http1", "uvloop"),
+    "perfsuite asyncio": ("http1", "asyncio"),
+    "perfsuite aiohttp": ("aiohttp", "asyncio"),
+}
 
 
 def ours(arm, server, prompts, n, concurrency, seed):
-    loop = ARMS[arm]
+    transport, loop = ARMS[arm]
+    os.environ["PERFSUITE_TRANSPORT"] = transport
     specs = prompts.requests(get_workload("throughput"), n, seed=seed)
     load = Load.closed(concurrency, requests=n, warmup_requests=0)
-    cpu0 = time.process_time()
+    t0 = os.times()
     run = LOOPS[loop](run_load(server.endpoint, OpenAIProtocol(), specs, load))
-    cpu = time.process_time() - cpu0
+    t1 = os.times()
+    user, sys_ = t1.user - t0.user, t1.system - t0.system
+    cpu = user + sys_
     m = summarize(run.records, run.wall_s)
     tokens = sum(r.output_tokens or 0 for r in run.records)
     return {
         "client": arm,
         "n": n,
         "cpu_s": cpu,
+        "user_s": user,
+        "sys_s": sys_,
         "tokens": tokens,
         "ttft_ms": m["ttft_p50_ms"],
         "tpot_ms": m["tpot_p50_ms"],

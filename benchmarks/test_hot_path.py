@@ -6,7 +6,8 @@
 The second exits 1 when a step got more than 25% slower (median) than the last stored run of this
 machine (benchmarks/conftest.py keeps runs per machine). What is timed:
 - one streamed line through OpenAIProtocol.parse: a vLLM token chunk, a chat chunk, the usage line;
-- _read over one request's stream of 128 token lines, one network block each (the per-token loop);
+- one request's stream of 128 token events read by perfsuite.http1's connection, one HTTP chunk per
+  network read (the per-token loop without the socket: de-chunking, line splitting, parse, timestamps);
 - summarize over 1,000 records of 128 tokens (the step after every repetition).
 """
 
@@ -15,9 +16,11 @@ import random
 
 import pytest
 
-from perfsuite.loadgen import RequestRecord, _read
+from perfsuite.http1 import _Connection
+from perfsuite.loadgen import RequestRecord
 from perfsuite.metrics import summarize
 from perfsuite.protocols import TOKEN, OpenAIProtocol
+from perfsuite.reading import StreamReading
 
 TOKEN_LINE = (
     b'data: {"id":"cmpl-3f2a9c0e8b7d4e6f9a1b2c3d4e5f6a7b","object":"text_completion","created":1764681234,'
@@ -49,31 +52,39 @@ def test_parse_the_usage_line(benchmark):
     assert benchmark(OpenAIProtocol().parse, USAGE_LINE).output_tokens == TOKENS
 
 
-class _Stream:
-    """A response whose body arrives as one network block per line, as a paced server sends it."""
+class _Socket:
+    """The transport under a connection that is never written to or closed here."""
 
-    def __init__(self, blocks: list[bytes]) -> None:
-        self.content = self
-        self._blocks = blocks
-
-    async def iter_any(self):
-        for block in self._blocks:
-            yield block
+    def close(self) -> None:
+        raise AssertionError("the stream was read as malformed")
 
 
-def test_read_one_stream_of_128_tokens(benchmark):
-    blocks = [TOKEN_LINE + b"\n\n"] * TOKENS + [USAGE_LINE + b"\n\n", b"data: [DONE]\n\n"]
+def _chunk(data: bytes) -> bytes:
+    return b"%x\r\n%s\r\n" % (len(data), data)
+
+
+def test_read_one_chunked_stream_of_128_tokens(benchmark):
+    head = b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ntransfer-encoding: chunked\r\n\r\n"
+    events = [TOKEN_LINE + b"\n\n"] * TOKENS + [USAGE_LINE + b"\n\n", b"data: [DONE]\n\n"]
+    reads = [head, *map(_chunk, events), b"0\r\n\r\n"]  # one HTTP chunk per read, as from vLLM
     protocol = OpenAIProtocol()
     loop = asyncio.new_event_loop()
+    asyncio.set_event_loop(loop)
 
     def read_one() -> RequestRecord:
         rec = RequestRecord(0.0, TOKENS, TOKENS)
-        loop.run_until_complete(_read(_Stream(blocks), protocol, rec))
+        conn = _Connection()
+        conn.connection_made(_Socket())
+        done = conn.begin(StreamReading(protocol, rec))
+        for data in reads:
+            conn.data_received(data)
+        assert done.done() and conn.reusable
         return rec
 
     try:
         rec = benchmark(read_one)
     finally:
+        asyncio.set_event_loop(None)
         loop.close()
     assert len(rec.chunk_times) == TOKENS and rec.output_tokens == TOKENS
 

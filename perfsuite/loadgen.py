@@ -1,4 +1,4 @@
-"""The load generator: asyncio + aiohttp, one stream-reading loop for every protocol (perfsuite.protocols).
+"""The load generator: asyncio, one stream-reading loop for every protocol (perfsuite.protocols).
 
 It sends requests by one of three arrival processes (closed loop of N concurrent users, Poisson
 arrivals, constant rate), times every streamed chunk, and takes token counts from the server's
@@ -15,12 +15,13 @@ import math
 import time
 from dataclasses import asdict, dataclass, field
 
-import aiohttp
 import numpy as np
 
 from perfsuite.errors import UsageError
+from perfsuite.http1 import open_transport
 from perfsuite.partition import Share, partition
-from perfsuite.protocols import TOKEN, EventKind, StreamProtocol
+from perfsuite.protocols import EventKind, StreamProtocol
+from perfsuite.reading import StreamReading
 from perfsuite.sessions import SessionPlan
 from perfsuite.stages import Stage, check_stages, total_seconds, users_at
 from perfsuite.workloads import RequestSpec
@@ -445,50 +446,6 @@ def _client_stats(records: list[RequestRecord], load: Load, lags: list[float], c
     )
 
 
-async def _read(response: aiohttp.ClientResponse, protocol: StreamProtocol, rec: RequestRecord) -> None:
-    """Read the stream into `rec`: the arrival time of every token event, the counts the server reports.
-
-    Network blocks are split into lines by hand (cheaper than aiohttp's readline), and each event is
-    timed at the arrival of the block that completed it. This loop is the client's CPU cost per token.
-
-    Chunks without answer text (a reasoning model's thinking, the empty role chunk) take the slow path:
-    `lead` counts those before the first answer chunk, which is then chunk_times[lead] (rec.first_answer),
-    so an answer chunk (the shared TOKEN) costs no more than before."""
-    parse = protocol.parse
-    chunk_times = rec.chunk_times
-    lead = reasoning = 0
-    pending = b""
-    try:
-        async for block in response.content.iter_any():
-            now = time.perf_counter()
-            *lines, pending = (pending + block).split(b"\n")
-            for line in lines:
-                event = parse(line)
-                if event is None:
-                    continue
-                if event is TOKEN:
-                    chunk_times.append(now)
-                    continue
-                kind = event.kind
-                if kind is EventKind.DONE:
-                    return
-                if kind is EventKind.ERROR:
-                    raise RuntimeError(f"server error in stream: {event.message}")
-                if kind is EventKind.TOKEN:
-                    if not event.answer:
-                        if len(chunk_times) == lead:  # no answer yet
-                            lead += 1
-                        reasoning += event.reasoning
-                    chunk_times.append(now)
-                if event.has_counts:
-                    rec.prompt_tokens = event.prompt_tokens
-                    rec.output_tokens = event.output_tokens
-                    rec.reasoning_tokens = event.reasoning_tokens
-    finally:
-        rec.reasoning_chunks = reasoning
-        rec.first_answer = chunk_times[lead] if len(chunk_times) > lead else None
-
-
 async def _send(
     session,
     endpoint: Endpoint,
@@ -500,16 +457,14 @@ async def _send(
 ) -> RequestRecord:
     """Send one request and read its stream; `send` is when it arrived in the client (latency counts from it)."""
     rec = RequestRecord(send, spec.input_tokens, spec.output_tokens, scheduled)
+    reading = StreamReading(protocol, rec)
     try:
-        async with session.post(
-            endpoint.base_url + protocol.path,
-            json=protocol.payload(endpoint.model, spec),
-            timeout=aiohttp.ClientTimeout(total=timeout_s),
-        ) as resp:
-            if resp.status != 200:
-                body = (await resp.text())[:300]
-                raise RuntimeError(f"HTTP {resp.status}: {body}")
-            await _read(resp, protocol, rec)
+        try:
+            await session.stream(
+                endpoint.base_url + protocol.path, protocol.payload(endpoint.model, spec), timeout_s, reading
+            )
+        finally:
+            reading.finish()
         # The request ends at its last token, as in vLLM's client (the usage event carries none).
         rec.end = rec.chunk_times[-1] if rec.chunk_times else time.perf_counter()
         if rec.output_tokens is None:
@@ -724,7 +679,7 @@ async def run_load(
     `headers` (e.g. an Authorization header read from the environment) go with every request and
     are never recorded.
     """
-    async with client_session(headers) as session:
+    async with client_session(endpoint, headers) as session:
         if load.arrival != "sessions":
             share = partition(load, list(specs), 1, repetition)[0]
             await warm_up(session, endpoint, protocol, share, load)
@@ -736,6 +691,7 @@ async def run_load(
         )
 
 
-def client_session(headers: dict[str, str] | None = None) -> aiohttp.ClientSession:
-    """The HTTP client every load runs on: no cap on connections (the load decides what is in flight)."""
-    return aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0, force_close=False), headers=headers)
+def client_session(endpoint: Endpoint, headers: dict[str, str] | None = None):
+    """The HTTP client every load runs on (perfsuite.http1): no cap on connections (the load decides
+    what is in flight); `async with` it, or `await .close()`."""
+    return open_transport(endpoint.base_url, headers)

@@ -23,6 +23,7 @@ import sys
 import time
 from dataclasses import asdict, fields
 
+from perfsuite import eventloop
 from perfsuite.errors import UsageError
 from perfsuite.loadgen import Endpoint, Load, RequestRecord, client_session, measured_phase, warm_up
 from perfsuite.partition import Share
@@ -92,7 +93,7 @@ class LoadWorker:
         load = Load.from_dict(job["load"])
         share = Share.from_dict(job["share"])
         if self._session is None:
-            self._session = client_session(job.get("headers"))
+            self._session = client_session(endpoint, job.get("headers"))
         self._job = (endpoint, protocol, load, share)
         await warm_up(self._session, endpoint, protocol, share, load)
         return {"pid": os.getpid(), "host": socket.gethostname(), "cores": len(os.sched_getaffinity(0))}
@@ -146,7 +147,7 @@ def main() -> None:
     os.dup2(sys.stderr.fileno(), sys.stdout.fileno())
     commands = sys.stdin.buffer
     with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(_serve(commands, replies))
+        eventloop.run(_serve(commands, replies))
 
 
 if __name__ == "__main__":

@@ -18,7 +18,6 @@ worker is stopped at the end, on failure and on Ctrl-C. Every wait has a deadlin
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import functools
 import json
@@ -33,6 +32,7 @@ import time
 import warnings
 from dataclasses import replace
 
+from perfsuite import eventloop
 from perfsuite.errors import MeasurementError, UsageError
 from perfsuite.loadgen import ClientStats, Endpoint, Load, LoadRun, _client_stats, run_load
 from perfsuite.partition import Share, partition
@@ -64,7 +64,7 @@ class InProcess:
         self.workers = 1
 
     def run(self, endpoint, protocol, specs, load: Load, headers=None, *, repetition: int = 0) -> LoadRun:
-        return asyncio.run(run_load(endpoint, protocol, specs, load, headers, repetition=repetition))
+        return eventloop.run(run_load(endpoint, protocol, specs, load, headers, repetition=repetition))
 
     def close(self) -> None:
         pass

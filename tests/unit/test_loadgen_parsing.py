@@ -19,6 +19,14 @@ from perfsuite.partition import _arrival_gaps
 from perfsuite.protocols import OpenAIProtocol
 from perfsuite.workloads import RequestSpec
 
+
+@pytest.fixture(autouse=True, params=["http1", "aiohttp"])
+def transport(request, monkeypatch):
+    """Every case runs on both transports (perfsuite.http1): they must read the same streams alike."""
+    monkeypatch.setenv("PERFSUITE_TRANSPORT", request.param)
+    return request.param
+
+
 # ---------------------------------------------------------------- a tiny scripted server
 
 
