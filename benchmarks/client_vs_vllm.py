@@ -8,7 +8,8 @@ against the same vLLM CPU server, the same lengths (128 in / 128 out, ignore_eos
 - Arms, interleaved within each round in an order that rotates from round to round: perfsuite as it
   runs (its own HTTP/1.1 client, perfsuite.http1, on uvloop: perfsuite.eventloop), the same on
   asyncio's loop, perfsuite on aiohttp and asyncio (PERFSUITE_TRANSPORT=aiohttp: what it had before),
-  and vLLM's client (aiohttp on asyncio's loop).
+  and vLLM's client (aiohttp on asyncio's loop). User and system CPU are kept apart for perfsuite's arms.
+  (An arm with the event-loop monitor waking every 20 ms instead of 10 was measured too: it did not pay.)
   (An arm with a byte test for plain token lines was measured too, in the commit that tried it: it
   did not pay.)
 - Agreement: median TTFT, median TPOT and output tok/s from each client's --large runs.
@@ -24,7 +25,6 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import uvloop
@@ -45,7 +45,7 @@ HERE = Path(__file__).parent
 
 
 LOOPS = {"asyncio": asyncio.run, "uvloop": uvloop.run}
-# name: (transport, event loop); perfsuite's default is the first (perfsuite.http1)
+# name: (transport, event loop); perfsuite's default is the first
 ARMS = {
     "perfsuite": ("http1", "uvloop"),
     "perfsuite asyncio": ("http1", "asyncio"),
