@@ -29,7 +29,7 @@ import aiohttp
 from perfsuite.errors import UsageError
 from perfsuite.reading import StreamReading
 
-__all__ = ["Http1Transport", "AiohttpTransport", "open_transport", "TRANSPORTS"]
+__all__ = ["Http1Transport", "AiohttpTransport", "open_transport", "transport_name", "TRANSPORTS"]
 
 TRANSPORTS = ("http1", "aiohttp")
 MAX_HEAD = 64 * 1024  # a response head larger than this is refused
@@ -319,13 +319,18 @@ class AiohttpTransport:
         await self.close()
 
 
-def open_transport(base_url: str, headers: dict[str, str] | None = None, kind: str | None = None):
-    """The transport for `base_url`: Http1Transport for http:// unless `kind` (or PERFSUITE_TRANSPORT)
-    says "aiohttp"; AiohttpTransport for anything else (https://)."""
-    kind = kind or os.environ.get("PERFSUITE_TRANSPORT") or "http1"
+def transport_name() -> str:
+    """The transport asked for: PERFSUITE_TRANSPORT, else "http1" (https:// URLs always use aiohttp)."""
+    kind = os.environ.get("PERFSUITE_TRANSPORT") or "http1"
     if kind not in TRANSPORTS:
         raise UsageError(f"PERFSUITE_TRANSPORT={kind!r}: must be one of {', '.join(TRANSPORTS)}")
-    if kind == "http1" and urlsplit(base_url).scheme == "http":
+    return kind
+
+
+def open_transport(base_url: str, headers: dict[str, str] | None = None):
+    """The transport for `base_url`: Http1Transport for http:// unless PERFSUITE_TRANSPORT says
+    "aiohttp"; AiohttpTransport for anything else (https://)."""
+    if transport_name() == "http1" and urlsplit(base_url).scheme == "http":
         return Http1Transport(base_url, headers)
     return AiohttpTransport(headers)
 

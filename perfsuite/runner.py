@@ -19,11 +19,13 @@ from importlib.metadata import PackageNotFoundError, version
 import numpy as np
 import psutil
 
+from perfsuite import eventloop
 from perfsuite.cost import add_costs
 from perfsuite.decision import median_interval
 from perfsuite.errors import MeasurementError
 from perfsuite.fingerprint import this_machine
 from perfsuite.hardware import HardwareProfile
+from perfsuite.http1 import transport_name
 from perfsuite.loadgen import Endpoint, Load, client_saturation
 from perfsuite.metrics import summarize
 from perfsuite.protocols import StreamProtocol
@@ -56,17 +58,24 @@ def _perfsuite_version() -> str:
 
 
 def provenance(**extra) -> dict:
-    """Where a number came from: date, commit, versions, and the hardware's fingerprint (`hardware`:
+    """Where a number came from: date, commit, versions, the hardware's fingerprint (`hardware`:
     perfsuite.fingerprint, with the NVIDIA driver, cores and memory; it decides what a baseline may be
-    compared with)."""
+    compared with), and the load generator's transport and event loop (perfsuite.http1, eventloop)."""
     return {
         "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         "git_commit": _git_commit(),
         "perfsuite": _perfsuite_version(),
         "python": platform.python_version(),
         "hardware": this_machine().to_dict(),
+        "load_generator": load_generator(),
         **extra,
     }
+
+
+def load_generator() -> dict:
+    """Which client took the numbers: its transport and event loop (PERFSUITE_TRANSPORT, PERFSUITE_LOOP;
+    Ray actors run on Ray's own loop)."""
+    return {"transport": transport_name(), "loop": eventloop.loop_name()}
 
 
 def _median(values: list[float]) -> float:

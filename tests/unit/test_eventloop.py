@@ -8,6 +8,7 @@ import uvloop
 
 from perfsuite import eventloop
 from perfsuite.errors import UsageError
+from perfsuite.runner import provenance
 
 
 async def _loop_type():
@@ -41,3 +42,12 @@ def test_an_unknown_loop_names_the_choices(monkeypatch):
     monkeypatch.setenv("PERFSUITE_LOOP", "trio")
     with pytest.raises(UsageError, match="PERFSUITE_LOOP='trio': must be one of uvloop, asyncio"):
         eventloop.loop_name()
+
+
+def test_every_measurement_says_which_client_took_it(monkeypatch):
+    monkeypatch.setenv("PERFSUITE_TRANSPORT", "aiohttp")
+    monkeypatch.setenv("PERFSUITE_LOOP", "asyncio")
+    assert provenance()["load_generator"] == {"transport": "aiohttp", "loop": "asyncio"}
+    monkeypatch.delenv("PERFSUITE_TRANSPORT")
+    monkeypatch.delenv("PERFSUITE_LOOP")
+    assert provenance()["load_generator"] == {"transport": "http1", "loop": "uvloop"}
