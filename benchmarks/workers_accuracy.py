@@ -20,6 +20,7 @@ from pathlib import Path
 from tabulate import tabulate
 from transformers import AutoTokenizer
 
+from perfsuite.fingerprint import this_machine
 from perfsuite.frameworks import EngineSettings
 from perfsuite.hardware import resolve_profile
 from perfsuite.loadgen import Load
@@ -50,14 +51,24 @@ def main() -> None:
         from ray.cluster_utils import Cluster
 
         folder = tempfile.mkdtemp(prefix="ps-ray-")
+        os.environ["RAY_TMPDIR"] = folder  # Ray writes ray_current_cluster under it, not /tmp/ray
+        os.mkdir(os.path.join(folder, "ray"))
         node = {"num_cpus": 1}
-        cluster = Cluster(initialize_head=True, head_node_args=node | {"include_dashboard": False, "temp_dir": folder})
-        cluster.add_node(**node)
-        cluster.wait_for_nodes(timeout=120)
+        try:
+            head = node | {"include_dashboard": False, "temp_dir": folder}
+            cluster = Cluster(initialize_head=True, head_node_args=head)
+            cluster.add_node(**node)
+            cluster.wait_for_nodes(timeout=120)
+        except BaseException:
+            if cluster:
+                cluster.shutdown()
+            shutil.rmtree(folder, ignore_errors=True)
+            raise
     modes = {"1 worker": (1, None), "2 processes": (2, None)}
     if cluster:
         modes["2 Ray actors"] = (2, cluster.address)
-    server = VLLMPlugin().start(model, EngineSettings(), profile, Path(tempfile.mkdtemp()))
+    logs = tempfile.mkdtemp(prefix="workers-accuracy-")  # the server's log, removed at the end
+    server = VLLMPlugin().start(model, EngineSettings(), profile, Path(logs))
     rows = []
     try:
         target = server.target("completions")  # telemetry on, as in the suite
@@ -75,6 +86,7 @@ def main() -> None:
                 print(json.dumps(row), flush=True)
     finally:
         server.stop()
+        shutil.rmtree(logs, ignore_errors=True)
         if cluster:
             cluster.shutdown()
             shutil.rmtree(folder, ignore_errors=True)
@@ -89,7 +101,7 @@ def main() -> None:
         )
     print(tabulate(table, headers=["mode", "rounds", *(f"{k} (vs 1 worker)" for k in METRICS)], tablefmt="github"))
     if args.out:
-        Path(args.out).write_text(json.dumps({"machine": os.uname().nodename, "rows": rows}, indent=1) + "\n")
+        Path(args.out).write_text(json.dumps({"machine": this_machine().to_dict(), "rows": rows}, indent=1) + "\n")
 
 
 if __name__ == "__main__":
