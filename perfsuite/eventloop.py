@@ -1,8 +1,8 @@
 """The event loop a load generator runs on: uvloop's where it is installed, else asyncio's.
 
 uvloop (libuv, in C) makes each network read cheaper for the client: perfsuite's marginal CPU per
-streamed token against a vLLM CPU server read 0.67-0.74x of the same client on asyncio's loop, side by
-side (benchmarks/client_vs_vllm.py, benchmarks/RESULTS.md). `PERFSUITE_LOOP=asyncio` keeps asyncio's.
+streamed token against a vLLM CPU server read 0.69-0.79x of the same client on asyncio's loop, side by
+side in three runs (benchmarks/client_vs_vllm.py, benchmarks/RESULTS.md). `PERFSUITE_LOOP=asyncio` keeps asyncio's.
 """
 
 from __future__ import annotations

@@ -43,7 +43,8 @@ class _Connection(asyncio.Protocol):
 
     def __init__(self) -> None:
         self.transport: asyncio.Transport | None = None
-        self.reusable = False
+        self.reusable = False  # the last response ended cleanly and the connection may carry the next
+        self._keep_alive = False  # what the response's head allows (HTTP/1.1, no "Connection: close")
         self.lost = False
         self._done: asyncio.Future | None = None
         self._reading: StreamReading | None = None
@@ -62,7 +63,7 @@ class _Connection(asyncio.Protocol):
         self._done = asyncio.get_running_loop().create_future()
         self._reading, self._state, self._buf = reading, _HEAD, b""
         self._left = self._crlf = self.status = 0
-        self._error_body, self.received, self.reusable = b"", False, False
+        self._error_body, self.received, self.reusable, self._keep_alive = b"", False, False, False
         return self._done
 
     def data_received(self, data: bytes) -> None:
@@ -87,7 +88,7 @@ class _Connection(asyncio.Protocol):
                 self._left -= len(piece)
                 self._body(now, piece)
                 if not self._left:
-                    self._finish(reusable=self.reusable and len(piece) == len(data))
+                    self._finish(reusable=self._keep_alive and len(piece) == len(data))
             else:  # _UNTIL_CLOSE
                 self._body(now, data)
         except Exception as exc:  # a server error in the stream, a malformed response
@@ -128,15 +129,15 @@ class _Connection(asyncio.Protocol):
         rest_bytes = data[end + 4 :]
         if 100 <= self.status < 200:  # an interim response (100 Continue): the real head follows
             return self._head(rest_bytes)
-        self.reusable = version == "HTTP/1.1" and fields.get("connection", "").lower() != "close"
+        self._keep_alive = version == "HTTP/1.1" and fields.get("connection", "").lower() != "close"
         if "chunked" in fields.get("transfer-encoding", "").lower():
             self._state = _CHUNKED
         elif "content-length" in fields:
             self._state, self._left = _LENGTH, int(fields["content-length"])
             if not self._left:
-                self._finish(self.reusable and not rest_bytes)
+                self._finish(self._keep_alive and not rest_bytes)
         else:
-            self._state, self.reusable = _UNTIL_CLOSE, False
+            self._state, self._keep_alive = _UNTIL_CLOSE, False
         return rest_bytes
 
     def _chunks(self, now: float, data: bytes) -> None:
@@ -184,9 +185,9 @@ class _Connection(asyncio.Protocol):
         """After the last chunk: the end of the (rarely present) trailer ends the response."""
         data = self._buf + data
         if data.startswith(b"\r\n"):
-            self._finish(reusable=self.reusable and len(data) == 2)
+            self._finish(reusable=self._keep_alive and len(data) == 2)
         elif b"\r\n\r\n" in data:
-            self._finish(reusable=self.reusable and data.endswith(b"\r\n\r\n") and data.count(b"\r\n\r\n") == 1)
+            self._finish(reusable=self._keep_alive and data.endswith(b"\r\n\r\n") and data.count(b"\r\n\r\n") == 1)
         elif len(data) > MAX_HEAD:
             raise ConnectionError(f"the chunked trailer is over {MAX_HEAD} bytes")
         else:
@@ -261,8 +262,7 @@ class Http1Transport:
         return conn, False
 
     def _release(self, conn: _Connection) -> None:
-        done = conn._done
-        if conn.reusable and done is not None and done.done() and not conn.lost:
+        if conn.reusable:  # set only by a clean end of the response, cleared when the connection is lost
             self._idle.append(conn)
             return
         self._open.discard(conn)

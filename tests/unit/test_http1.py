@@ -114,7 +114,7 @@ def test_chunk_boundaries_inside_an_event_and_chunk_extensions_are_undone():
 
 def test_events_in_one_read_share_its_arrival_time_and_reads_differ():
     async def go():
-        async with Scripted([CHUNKED_HEAD + chunked(TOKEN_EVENT * 2) + b""], split=0) as base:
+        async with Scripted([CHUNKED_HEAD + chunked(TOKEN_EVENT * 2)], split=0) as base:
             one_read = await _stream(base)
         async with Scripted([CHUNKED_HEAD + chunked(TOKEN_EVENT, TOKEN_EVENT, USAGE_EVENT)], split=40) as base:
             many_reads = await _stream(base)
