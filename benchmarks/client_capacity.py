@@ -51,6 +51,7 @@ from pathlib import Path
 import psutil
 from tabulate import tabulate
 
+from perfsuite.fingerprint import this_machine
 from perfsuite.jsonfile import write_atomic
 from perfsuite.loadgen import Endpoint, Load, LoadRun, client_saturation, run_load
 from perfsuite.protocols import OpenAIProtocol
@@ -586,6 +587,7 @@ def main() -> None:
         write_atomic(
             args.json,
             {
+                "machine": this_machine().to_dict(),
                 "args": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
                 "server_cpus": server_cpus,
                 "client_cpus": sorted(client_cpus),

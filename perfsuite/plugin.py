@@ -225,20 +225,21 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Within each test module, run one framework's tests together: one server start per framework
-    and module instead of one per test (the pool runs one server at a time). Order is otherwise kept."""
+    """Run each framework's tests together across the modules: one server start per framework (and
+    settings) for the whole run instead of one per framework and module (the pool runs one server at a
+    time). Tests that ask for no framework form a group of their own. Groups come in the order their
+    first test was collected, a group's tests in module order; order is otherwise kept."""
 
     def framework(item: pytest.Item) -> str:
         callspec = getattr(item, "callspec", None)
         return callspec.params.get("serving", "") if callspec else ""
 
     order: dict[str, int] = {}
-    for item in items:
-        order.setdefault(framework(item), len(order))
     module_rank: dict[str, int] = {}
     for item in items:
+        order.setdefault(framework(item), len(order))
         module_rank.setdefault(item.nodeid.split("::")[0], len(module_rank))
-    items.sort(key=lambda it: (module_rank[it.nodeid.split("::")[0]], order[framework(it)]))
+    items.sort(key=lambda it: (order[framework(it)], module_rank[it.nodeid.split("::")[0]]))
 
 
 def pytest_collection_finish(session: pytest.Session) -> None:
